@@ -1,0 +1,142 @@
+#include "harness/evaluate/candidate.h"
+
+#include "harness/cuda/driver_api.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+namespace nightshift::evaluate {
+namespace {
+
+constexpr long long k_max_grid_x = 2147483647LL;
+constexpr long long k_max_grid_yz = 65535;
+constexpr unsigned k_default_shared_limit = 48 * 1024; // above this a kernel must opt in
+
+cuda::Dim3 resolve_dims(const std::array<kernels::Expression, 3>& dims, const kernels::Symbols& symbols,
+                        const kernels::Launch& launch, const char* what, const std::string& path) {
+    long long v[3];
+    for (int i = 0; i < 3; ++i) {
+        v[i] = dims[static_cast<std::size_t>(i)].evaluate(symbols);
+        if (v[i] < 1) {
+            throw CandidateError(Status::rejected,
+                                 fmt::format("{}:{}: {} of '{}' has dimension {} = {} (< 1)", path, launch.line,
+                                             what, launch.entry, i, v[i]));
+        }
+    }
+    return {static_cast<unsigned>(std::min(v[0], k_max_grid_x + 1)), static_cast<unsigned>(std::min(v[1], 1LL << 31)),
+            static_cast<unsigned>(std::min(v[2], 1LL << 31))};
+}
+
+} // namespace
+
+cuda::CompileRequest compile_request(const kernels::KernelFile& file, const kernels::Symbols& knobs,
+                                     const std::vector<std::string>& shape_defines, const std::string& arch,
+                                     const std::string& params_dir) {
+    std::vector<std::string> options = shape_defines;
+    for (const auto& [name, value] : knobs) options.push_back(fmt::format("-D{}={}", name, value));
+    std::filesystem::path file_dir = std::filesystem::path(file.path).parent_path();
+    if (file_dir.empty()) file_dir = ".";
+    return cuda::CompileRequest{.name = file.path,
+                                .source = file.source,
+                                .arch = arch,
+                                .options = std::move(options),
+                                .include_dirs = {file_dir, params_dir}};
+}
+
+Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& knob_overrides,
+                     verifier::Problem& problem, const verifier::OpSpec& spec, const cuda::Device& device,
+                     const cuda::Compiler& compiler) {
+    if (file.op != spec.name()) {
+        throw InputError(fmt::format("{}: @op is '{}', but the problem is '{}'", file.path, file.op, spec.name()));
+    }
+    file.check_symbols(spec.shape_symbols());
+    m_knobs = file.resolve_knobs(knob_overrides);
+
+    kernels::Symbols symbols = problem.shape_symbols();
+    for (const auto& [name, value] : m_knobs) symbols[name] = value;
+    for (const auto& constraint : file.constraints) {
+        if (constraint.condition.evaluate(symbols) == 0) {
+            throw CandidateError(Status::rejected, fmt::format("{}:{}: @constrain {} does not hold for {}", file.path,
+                                                               constraint.line, constraint.condition.text(),
+                                                               problem.label()));
+        }
+    }
+
+    m_compiled = compiler.compile(
+        compile_request(file, m_knobs, problem.compile_defines(), device.info().arch(), spec.params_dir()));
+    if (!m_compiled.ok) {
+        throw CandidateError(Status::compile_error, fmt::format("{} does not compile", file.path), m_compiled.log);
+    }
+
+    try {
+        m_module = std::make_unique<cuda::Module>(m_compiled.cubin);
+    } catch (const cuda::DriverError& e) {
+        throw CandidateError(Status::launch_error, fmt::format("{}: cubin does not load: {}", file.path, e.what()));
+    }
+
+    const auto& info = device.info();
+    for (const auto& launch : file.launches) {
+        ResolvedLaunch resolved{.entry = launch.entry,
+                                .grid = resolve_dims(launch.grid, symbols, launch, "grid", file.path),
+                                .block = resolve_dims(launch.block, symbols, launch, "block", file.path),
+                                .shared_bytes = 0,
+                                .line = launch.line};
+        long long smem = launch.smem_bytes.evaluate(symbols);
+        auto fail = [&](const std::string& why) {
+            throw CandidateError(Status::rejected, fmt::format("{}:{}: launch of '{}' {}", file.path, launch.line,
+                                                               launch.entry, why));
+        };
+        if (smem < 0) fail(fmt::format("asks for {} bytes of shared memory", smem));
+        resolved.shared_bytes = static_cast<unsigned>(smem);
+        const cuda::Dim3& g = resolved.grid;
+        if (g.x > k_max_grid_x || g.y > k_max_grid_yz || g.z > k_max_grid_yz) {
+            fail(fmt::format("grid ({},{},{}) exceeds the device's grid limits", g.x, g.y, g.z));
+        }
+
+        std::unique_ptr<cuda::Function> function;
+        try {
+            function = std::make_unique<cuda::Function>(m_module->function(launch.entry));
+        } catch (const cuda::DriverError&) {
+            fail("names an entry the module does not define (is it extern \"C\" __global__?)");
+        }
+        cuda::FunctionAttributes attributes = function->attributes();
+        long long threads = static_cast<long long>(resolved.block.x) * resolved.block.y * resolved.block.z;
+        if (threads > attributes.max_threads_per_block) {
+            fail(fmt::format("uses {} threads per block; this entry allows {} ({} registers per thread)", threads,
+                             attributes.max_threads_per_block, attributes.registers));
+        }
+        long long total_shared = smem + attributes.static_shared_bytes;
+        if (total_shared > info.max_shared_per_block_optin) {
+            fail(fmt::format("needs {} bytes of shared memory; the device allows {} per block", total_shared,
+                             info.max_shared_per_block_optin));
+        }
+        if (resolved.shared_bytes > k_default_shared_limit) function->allow_dynamic_shared(static_cast<int>(smem));
+        m_functions.push_back(*function);
+        m_launches.push_back(resolved);
+    }
+
+    std::vector<verifier::DevicePtr> scratch_ptrs;
+    for (const auto& scratch : file.scratch) {
+        long long count = scratch.count.evaluate(symbols);
+        if (count < 0) {
+            throw CandidateError(Status::rejected, fmt::format("{}:{}: @scratch {} has {} elements", file.path,
+                                                               scratch.line, scratch.name, count));
+        }
+        m_scratch.emplace_back(static_cast<std::size_t>(count) * kernels::scratch_type_bytes(scratch.type));
+        scratch_ptrs.push_back(m_scratch.back().ptr());
+    }
+    m_params = problem.params(scratch_ptrs);
+}
+
+void Candidate::enqueue(CUstream stream) const {
+    // Every entry takes the params struct by value: one kernel argument.
+    void* arguments[] = {const_cast<unsigned char*>(m_params.data())};
+    for (std::size_t i = 0; i < m_launches.size(); ++i) {
+        const ResolvedLaunch& l = m_launches[i];
+        cuda::launch(m_functions[i], l.grid, l.block, l.shared_bytes, stream, arguments);
+    }
+}
+
+} // namespace nightshift::evaluate

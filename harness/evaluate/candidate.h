@@ -1,0 +1,70 @@
+// A kernel file built for one problem: compiled for its exact shape and knobs,
+// loaded, its launches resolved to numbers and checked against the device's
+// limits, its scratch allocated. enqueue() issues one call (every @launch, in
+// order, on one stream) and allocates nothing.
+#pragma once
+
+#include "harness/cuda/buffer.h"
+#include "harness/cuda/compiler.h"
+#include "harness/cuda/module.h"
+#include "harness/evaluate/status.h"
+#include "harness/kernels/kernel_file.h"
+#include "verifier/op_spec.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nightshift::evaluate {
+
+// Building failed in a way that is the candidate's fault: a typed outcome.
+class CandidateError : public Error {
+public:
+    CandidateError(Status status, const std::string& message, std::string log = {})
+        : Error(message), m_status(status), m_log(std::move(log)) {}
+    Status status() const { return m_status; }
+    const std::string& log() const { return m_log; }
+
+private:
+    Status m_status;
+    std::string m_log;
+};
+
+struct ResolvedLaunch {
+    std::string entry;
+    cuda::Dim3 grid, block;
+    unsigned shared_bytes = 0;
+    int line = 0;
+};
+
+// The NVRTC request for a kernel file at one shape and knob assignment: the
+// shape defines, one -D per knob, and include folders for the file's own
+// folder and the op's params.h. Used with and without a GPU.
+cuda::CompileRequest compile_request(const kernels::KernelFile& file, const kernels::Symbols& knobs,
+                                     const std::vector<std::string>& shape_defines, const std::string& arch,
+                                     const std::string& params_dir);
+
+class Candidate {
+public:
+    // Throws CandidateError (compile_error, rejected, launch_error) or
+    // InputError for knob overrides the file does not declare.
+    Candidate(const kernels::KernelFile& file, const kernels::Symbols& knob_overrides, verifier::Problem& problem,
+              const verifier::OpSpec& spec, const cuda::Device& device, const cuda::Compiler& compiler);
+
+    void enqueue(CUstream stream) const;
+
+    const kernels::Symbols& knobs() const { return m_knobs; }
+    const cuda::CompileResult& compiled() const { return m_compiled; }
+    const std::vector<ResolvedLaunch>& launches() const { return m_launches; }
+
+private:
+    kernels::Symbols m_knobs;
+    cuda::CompileResult m_compiled;
+    std::unique_ptr<cuda::Module> m_module;
+    std::vector<cuda::Function> m_functions;
+    std::vector<ResolvedLaunch> m_launches;
+    std::vector<cuda::DeviceBuffer> m_scratch;
+    std::vector<unsigned char> m_params;
+};
+
+} // namespace nightshift::evaluate

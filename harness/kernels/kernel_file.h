@@ -1,0 +1,84 @@
+// A kernel file and what its annotations declare (grammar: kernels_seed/README.md).
+// Reading a file checks everything that can be checked without an op spec;
+// check_symbols() finishes the job once the op's shape symbols are known.
+#pragma once
+
+#include "harness/kernels/expression.h"
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nightshift::kernels {
+
+enum class ScratchType { f32, f64, bf16, i32, u32, u8 };
+
+std::size_t scratch_type_bytes(ScratchType type);
+std::string_view to_string(ScratchType type);
+
+// A knob: passed to NVRTC as -DNAME=VALUE.
+struct Tune {
+    std::string name;
+    std::vector<int64_t> values; // distinct; values[0] is the default
+    int line = 0;
+};
+
+struct Constraint {
+    Expression condition;
+    int line = 0;
+};
+
+struct Scratch {
+    std::string name;
+    ScratchType type = ScratchType::f32;
+    Expression count; // elements, not bytes
+    int line = 0;
+};
+
+struct Launch {
+    std::string entry;
+    std::array<Expression, 3> grid;  // omitted dimensions are 1
+    std::array<Expression, 3> block; // omitted dimensions are 1
+    Expression smem_bytes = Expression::constant(0);
+    int line = 0;
+};
+
+struct KernelFile {
+    std::string path;   // as given, for messages
+    std::string source; // the whole file text
+    std::string op;
+    std::vector<std::string> formats; // empty when the file has no @formats
+    std::vector<Tune> tunes;
+    std::vector<Constraint> constraints;
+    std::vector<Scratch> scratch;
+    std::vector<Launch> launches; // in launch order
+    std::optional<std::string> parent;
+    bool nondeterministic = false;
+
+    // Each knob at its first value.
+    Symbols default_knobs() const;
+    // Every combination of knob values: the cartesian product in declaration
+    // order, first knob slowest. One empty assignment when there are no knobs.
+    std::vector<Symbols> knob_space() const;
+    // True when every @constrain holds for knobs and shape symbols merged in one map.
+    // Throws InputError "path:line: ..." when a constraint cannot be evaluated.
+    bool satisfies(const Symbols& knobs_and_shape) const;
+    // Throws InputError "path:line: ..." when an expression names something that
+    // is neither a knob nor a shape symbol, or a knob has a shape symbol's name.
+    void check_symbols(const std::vector<std::string>& shape_symbols) const;
+    // Checks overrides (known knob names, declared values only) and returns the
+    // full assignment, defaults filled in for knobs not overridden.
+    Symbols resolve_knobs(const Symbols& overrides) const;
+};
+
+// Throws InputError "path:LINE: message" ("path: message" when no line applies).
+KernelFile parse_kernel_file(std::string path, std::string source);
+// Throws IoError when the file cannot be read, InputError as parse_kernel_file.
+KernelFile load_kernel_file(const std::filesystem::path& path);
+
+} // namespace nightshift::kernels

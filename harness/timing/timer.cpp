@@ -1,0 +1,126 @@
+#include "harness/timing/timer.h"
+
+#include "harness/core/paths.h"
+#include "harness/cuda/driver_api.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <limits>
+
+namespace nightshift::timing {
+namespace {
+
+constexpr unsigned k_read_threads = 512;
+constexpr unsigned long long k_spin_ns = 300'000; // longer than queueing one iteration takes the host
+
+std::string bandwidth_cache_key(const cuda::DeviceInfo& info) {
+    return fmt::format("{}|{}|driver {}", info.name, info.pci_bus_id, info.driver_version);
+}
+
+} // namespace
+
+Timer::Timer(const cuda::Device& device, const cuda::Compiler& compiler) : m_device(device) {
+    auto path = project_root() / "harness" / "timing" / "timing_kernels.cu";
+    cuda::CompileRequest request{.name = path.string(),
+                                 .source = read_text_file(path),
+                                 .arch = device.info().arch(),
+                                 .options = {"-DUNROLL=4"},
+                                 .include_dirs = {}};
+    auto compiled = compiler.compile(request);
+    if (!compiled.ok) throw Error("the timing kernels do not compile:\n" + compiled.log);
+    m_module = std::make_unique<cuda::Module>(compiled.cubin);
+    m_read = std::make_unique<cuda::Function>(m_module->function("read_bytes"));
+    m_spin = std::make_unique<cuda::Function>(m_module->function("spin"));
+    m_flush_buffer = cuda::DeviceBuffer(2 * device.info().l2_bytes);
+    m_flush_buffer.fill_bytes(0x5a, m_stream.get());
+    m_sink = cuda::DeviceBuffer(16);
+    m_stream.synchronize();
+}
+
+void Timer::enqueue_read(const cuda::DeviceBuffer& buffer, std::size_t bytes, unsigned blocks,
+                         unsigned threads, CUstream stream) {
+    CUdeviceptr data = buffer.ptr();
+    unsigned long long count16 = bytes / 16;
+    CUdeviceptr sink = m_sink.ptr();
+    void* args[] = {&data, &count16, &sink};
+    cuda::launch(*m_read, {blocks, 1, 1}, {threads, 1, 1}, 0, stream, args);
+}
+
+void Timer::flush_l2(CUstream stream) {
+    enqueue_read(m_flush_buffer, m_flush_buffer.bytes(), static_cast<unsigned>(m_device.info().sm_count) * 4,
+                 k_read_threads, stream);
+}
+
+Stats Timer::time(const std::function<void(CUstream)>& work, const TimingOptions& options) {
+    if (options.repetitions < 1 || options.warmup < 0) throw InputError("timing needs repetitions >= 1");
+    NS_CU(cuCtxResetPersistingL2Cache);
+    const int total = options.warmup + options.repetitions;
+    std::vector<cuda::Event> start(static_cast<std::size_t>(total));
+    std::vector<cuda::Event> stop(static_cast<std::size_t>(total));
+    CUstream stream = m_stream.get();
+
+    unsigned long long spin_ns = k_spin_ns;
+    void* spin_args[] = {&spin_ns};
+    cuda::launch(*m_spin, {1, 1, 1}, {1, 1, 1}, 0, stream, spin_args);
+    for (int i = 0; i < total; ++i) {
+        flush_l2(stream);
+        start[static_cast<std::size_t>(i)].record(m_stream);
+        work(stream);
+        stop[static_cast<std::size_t>(i)].record(m_stream);
+    }
+    m_stream.synchronize();
+
+    std::vector<double> samples;
+    for (int i = options.warmup; i < total; ++i) {
+        auto index = static_cast<std::size_t>(i);
+        samples.push_back(1000.0 * cuda::elapsed_ms(start[index], stop[index]));
+    }
+    return summarize(std::move(samples));
+}
+
+Stats Timer::time_read(std::size_t bytes, const TimingOptions& options) {
+    bytes = (bytes + 15) / 16 * 16;
+    cuda::DeviceBuffer buffer(bytes);
+    buffer.fill_bytes(0xa5, m_stream.get());
+    Stats best;
+    best.median_us = std::numeric_limits<double>::infinity();
+    for (unsigned blocks_per_sm : {2u, 4u, 8u}) {
+        unsigned blocks = blocks_per_sm * static_cast<unsigned>(m_device.info().sm_count);
+        Stats s = time([&](CUstream stream) { enqueue_read(buffer, bytes, blocks, k_read_threads, stream); },
+                       options);
+        if (s.median_us < best.median_us) best = s;
+    }
+    return best;
+}
+
+double Timer::measure_copy_bandwidth() {
+    constexpr std::size_t k_bytes = std::size_t{1} << 30; // far beyond any L2
+    cuda::DeviceBuffer source(k_bytes), target(k_bytes);
+    source.fill_bytes(0x3c, m_stream.get());
+    Stats s = time(
+        [&](CUstream stream) { NS_CU(cuMemcpyDtoDAsync, target.ptr(), source.ptr(), k_bytes, stream); },
+        TimingOptions{.warmup = 3, .repetitions = 20});
+    return 2.0 * static_cast<double>(k_bytes) / (s.median_us * 1e-6) / 1e9;
+}
+
+CopyBandwidth Timer::copy_bandwidth(bool remeasure) {
+    auto path = cache_dir() / "copy_bandwidth.json";
+    std::string key = bandwidth_cache_key(m_device.info());
+    nlohmann::json cache = nlohmann::json::object();
+    try {
+        if (std::filesystem::exists(path)) cache = nlohmann::json::parse(read_text_file(path));
+    } catch (const std::exception&) {
+        cache = nlohmann::json::object(); // a damaged cache is re-measured, never trusted
+    }
+    if (!remeasure && cache.contains(key) && cache[key].is_number()) {
+        return CopyBandwidth{.gb_per_s = cache[key].get<double>(), .from_cache = true};
+    }
+    double gbps = measure_copy_bandwidth();
+    cache[key] = gbps;
+    std::ofstream(path) << cache.dump(1);
+    return CopyBandwidth{.gb_per_s = gbps, .from_cache = false};
+}
+
+} // namespace nightshift::timing

@@ -1,0 +1,113 @@
+// The float64 GPU reference for moe_decode, for shapes too large for the CPU
+// reference. It is meant to be obviously correct, not fast: it must agree with
+// reference_cpu.cpp to rounding in the last places, and it is checked against
+// it in tests.
+//
+// What it computes, in two launches on one stream:
+//   reference_gate_up: inter[t,k,i] = act(g) * u, g = gate_e[i,:] . x[t,:],
+//                      u = up_e[i,:] . x[t,:], e = topk_ids[t,k]
+//   reference_down:    y_ref[t,h] = sum_k w[t,k] * sum_i down_e[h,i] * inter[t,k,i]
+// Everything in double: bf16 inputs widen exactly and bf16 x bf16 products
+// are exact in double, so only the sums round (FMA contraction or not).
+//
+// Parallel strategy: one warp per output value. Lanes stride over the dot
+// product's terms, each accumulating in double, then a shuffle tree reduces
+// the 32 partial sums; lane 0 writes. No shared memory, no atomics, so the
+// result is deterministic.
+//
+// Launch rule (block is exactly one warp; gridDim.y <= 65535 holds for every
+// preset, the largest being I = 14336):
+//   reference_gate_up  grid=(T*K, I)  block=(32)
+//   reference_down     grid=(T, H)    block=(32)
+// Buffers: p.scratch[0] = double inter[T*K*I], p.scratch[1] = double y_ref[T*H].
+// Weights must be bf16 (p.format == NS_FMT_BF16); for any other format the
+// kernels write NaN so misuse cannot pass for a result. p.y is not touched.
+//
+// @op moe_decode
+// @formats bf16
+// @scratch inter f64 T*K*I
+// @scratch y_ref f64 T*H
+// @launch reference_gate_up grid=(T*K, I) block=(32)
+// @launch reference_down grid=(T, H) block=(32)
+#include "rng.h"
+#include "params.h"
+
+__device__ __forceinline__ double ns_ref_bf16(ns_bf16 bits)
+{
+    return (double)ns_bf16_to_float(bits);
+}
+
+__device__ __forceinline__ double ns_ref_warp_sum(double v)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v += __shfl_down_sync(0xFFFFFFFFu, v, offset);
+    return v;
+}
+
+__device__ __forceinline__ double ns_ref_activation(int activation, double g)
+{
+    if (activation == NS_ACT_SILU)
+        return g / (1.0 + exp(-g));
+    if (activation == NS_ACT_GELU_TANH)
+        return 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))); // sqrt(2/pi)
+    return __longlong_as_double(0x7FF8000000000000LL); // unknown activation: NaN
+}
+
+extern "C" __global__ void reference_gate_up(const MoeDecodeParams p)
+{
+    const int tk = blockIdx.x; // t*K + k
+    const int i = blockIdx.y;
+    const int t = tk / p.K;
+    double* inter = (double*)p.scratch[0];
+    const unsigned long long out = (unsigned long long)tk * p.I + i;
+    if (p.format != NS_FMT_BF16) {
+        if (threadIdx.x == 0)
+            inter[out] = __longlong_as_double(0x7FF8000000000000LL);
+        return;
+    }
+    const int e = p.topk_ids[tk];
+    const unsigned long long row = ((unsigned long long)e * p.I + i) * p.H;
+    const ns_bf16* gate = (const ns_bf16*)p.w_gate + row;
+    const ns_bf16* up = (const ns_bf16*)p.w_up + row;
+    const ns_bf16* x = p.x + (unsigned long long)t * p.H;
+
+    double g = 0.0, u = 0.0;
+    for (int h = threadIdx.x; h < p.H; h += 32) {
+        const double xv = ns_ref_bf16(x[h]);
+        g += ns_ref_bf16(gate[h]) * xv;
+        u += ns_ref_bf16(up[h]) * xv;
+    }
+    g = ns_ref_warp_sum(g);
+    u = ns_ref_warp_sum(u);
+    if (threadIdx.x == 0)
+        inter[out] = ns_ref_activation(p.activation, g) * u;
+}
+
+extern "C" __global__ void reference_down(const MoeDecodeParams p)
+{
+    const int t = blockIdx.x;
+    const int h = blockIdx.y;
+    const double* inter = (const double*)p.scratch[0];
+    double* y_ref = (double*)p.scratch[1];
+    const unsigned long long out = (unsigned long long)t * p.H + h;
+    if (p.format != NS_FMT_BF16) {
+        if (threadIdx.x == 0)
+            y_ref[out] = __longlong_as_double(0x7FF8000000000000LL);
+        return;
+    }
+    double acc = 0.0;
+    for (int k = 0; k < p.K; ++k) {
+        const int tk = t * p.K + k;
+        const int e = p.topk_ids[tk];
+        const double w = (double)p.topk_weights[tk];
+        const ns_bf16* down = (const ns_bf16*)p.w_down + ((unsigned long long)e * p.H + h) * p.I;
+        const double* inter_tk = inter + (unsigned long long)tk * p.I;
+        double partial = 0.0;
+        for (int i = threadIdx.x; i < p.I; i += 32)
+            partial += ns_ref_bf16(down[i]) * inter_tk[i];
+        acc += w * partial;
+    }
+    acc = ns_ref_warp_sum(acc);
+    if (threadIdx.x == 0)
+        y_ref[out] = acc;
+}

@@ -1,0 +1,99 @@
+// The moe_decode op on the GPU: synthetic inputs generated on the device from
+// a seed (the CPU reproduces them bit for bit, see problem.h), and the plain
+// float64 GPU reference (reference_gpu.cu) for shapes too large for the CPU.
+#pragma once
+
+#include "harness/cuda/buffer.h"
+#include "harness/cuda/module.h"
+#include "verifier/moe_decode/problem.h"
+#include "verifier/op_spec.h"
+
+#include <map>
+#include <memory>
+
+namespace nightshift::verifier::moe_decode {
+
+// The op's shape symbols and the compile-time defines a kernel receives for a
+// shape. Host-only: the compile command uses them without a GPU.
+kernels::Symbols shape_symbols(const Shape& shape);
+std::vector<std::string> compile_defines(const Shape& shape);
+
+// The folder holding params.h, which every moe_decode kernel includes.
+std::string params_dir();
+
+// generate.cu and reference_gpu.cu, compiled and loaded once.
+class DeviceKernels {
+public:
+    DeviceKernels(const cuda::Device& device, const cuda::Compiler& compiler);
+    // out[i] = ns_rng_bf16(seed, stream_id, i, scale_log2) for i < count.
+    void fill_bf16(const cuda::DeviceBuffer& out, unsigned long long count, unsigned long long seed,
+                   unsigned stream_id, int scale_log2, const cuda::Stream& stream) const;
+    const cuda::Function& reference_gate_up() const { return *m_gate_up; }
+    const cuda::Function& reference_down() const { return *m_down; }
+
+private:
+    const cuda::Device& m_device;
+    std::unique_ptr<cuda::Module> m_generate_module, m_reference_module;
+    std::unique_ptr<cuda::Function> m_fill, m_gate_up, m_down;
+};
+
+// All E experts' bf16 weights of one preset, generated from a seed.
+struct DeviceWeights {
+    DeviceWeights(const Shape& shape, unsigned long long seed, const DeviceKernels& kernels,
+                  const cuda::Stream& stream);
+    unsigned long long seed;
+    cuda::DeviceBuffer gate, up, down;
+};
+
+class GpuProblem : public Problem {
+public:
+    GpuProblem(const Preset& preset, const Shape& shape, unsigned long long seed, RoutingKind routing_kind,
+               std::shared_ptr<const DeviceWeights> weights, const DeviceKernels& kernels);
+
+    std::string label() const override;
+    kernels::Symbols shape_symbols() const override;
+    std::vector<std::string> compile_defines() const override;
+    std::vector<unsigned char> params(const std::vector<DevicePtr>& scratch) const override;
+    void poison_output(const cuda::Stream& stream) override;
+    std::vector<double> read_output() const override;
+    const std::vector<double>& reference() override;
+    Tolerance tolerance() const override;
+    double bytes() const override;
+    double flops() const override;
+
+    const Shape& shape() const { return m_shape; }
+    const Routing& routing() const { return m_routing; }
+    int distinct_experts() const;
+    unsigned long long seed() const { return m_seed; }
+
+private:
+    Preset m_preset;
+    Shape m_shape;
+    unsigned long long m_seed;
+    Routing m_routing;
+    std::shared_ptr<const DeviceWeights> m_weights;
+    const DeviceKernels& m_kernels;
+    cuda::DeviceBuffer m_x, m_ids, m_routing_weights, m_y;
+    std::vector<double> m_reference;
+};
+
+class Spec : public OpSpec {
+public:
+    Spec(const cuda::Device& device, const cuda::Compiler& compiler);
+    std::string name() const override { return "moe_decode"; }
+    std::vector<std::string> shape_symbols() const override { return {"T", "H", "I", "E", "K"}; }
+    std::vector<std::string> formats() const override { return {"bf16"}; }
+    std::vector<std::string> models() const override;
+    std::string params_dir() const override;
+    std::unique_ptr<Problem> make_problem(const ProblemRequest& request) override;
+
+private:
+    const cuda::Device& m_device;
+    DeviceKernels m_kernels;
+    // The weights of the last model asked for; a bench over batches reuses
+    // them (DeepSeek-V3's are 22 GB, generated once).
+    std::string m_weights_model;
+    std::shared_ptr<const DeviceWeights> m_weights;
+};
+
+} // namespace nightshift::verifier::moe_decode

@@ -1,0 +1,65 @@
+// The op-spec interface: everything the harness needs to know about an op to
+// verify and time a kernel for it, and nothing about any particular kernel.
+// A new op is one implementation of OpSpec plus its seed kernels.
+#pragma once
+
+#include "harness/cuda/compiler.h"
+#include "harness/cuda/device.h"
+#include "harness/cuda/stream.h"
+#include "harness/kernels/expression.h"
+#include "verifier/compare.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nightshift::verifier {
+
+using DevicePtr = unsigned long long; // a device address, as CUdeviceptr
+
+struct ProblemRequest {
+    std::string model;           // a preset name of the op
+    int batch = 1;               // T
+    std::string format = "bf16"; // weight format
+    unsigned long long seed = 0; // inputs are a pure function of the seed
+    std::string distribution = "uniform";
+};
+
+// One op instance at one shape, with its inputs resident on the GPU and a
+// float64 reference for them.
+class Problem {
+public:
+    virtual ~Problem() = default;
+    virtual std::string label() const = 0;                 // "gemma4-26b-a4b T=8 bf16"
+    virtual kernels::Symbols shape_symbols() const = 0;    // values of the op's shape symbols
+    virtual std::vector<std::string> compile_defines() const = 0; // -DNS_T=.. and friends
+    // The params struct every entry of a candidate receives, as bytes, with
+    // the candidate's scratch buffers in declaration order.
+    virtual std::vector<unsigned char> params(const std::vector<DevicePtr>& scratch) const = 0;
+    virtual void poison_output(const cuda::Stream& stream) = 0; // NaN everywhere
+    virtual std::vector<double> read_output() const = 0;
+    virtual const std::vector<double>& reference() = 0;     // computed once, float64
+    virtual Tolerance tolerance() const = 0;
+    virtual double bytes() const = 0; // the fewest bytes one call must move through DRAM
+    virtual double flops() const = 0;
+};
+
+class OpSpec {
+public:
+    virtual ~OpSpec() = default;
+    virtual std::string name() const = 0;
+    virtual std::vector<std::string> shape_symbols() const = 0;
+    virtual std::vector<std::string> formats() const = 0;
+    virtual std::vector<std::string> models() const = 0;
+    // The folder whose params.h a kernel of this op includes.
+    virtual std::string params_dir() const = 0;
+    // Throws InputError for an unknown model, batch, format or distribution.
+    virtual std::unique_ptr<Problem> make_problem(const ProblemRequest& request) = 0;
+};
+
+// The registry of ops. Throws InputError naming the known ops.
+std::unique_ptr<OpSpec> make_op_spec(const std::string& name, const cuda::Device& device,
+                                     const cuda::Compiler& compiler);
+std::vector<std::string> op_names();
+
+} // namespace nightshift::verifier
