@@ -42,8 +42,7 @@ enum NsRngStream {
 // The splitmix64 output function (Steele, Lea, Flood 2014, constants from
 // Stafford's "Mix13" variant as used by java.util.SplittableRandom): a
 // bijection on 64 bits with full avalanche.
-NS_HD unsigned long long ns_rng_fmix64(unsigned long long z)
-{
+NS_HD unsigned long long ns_rng_fmix64(unsigned long long z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
@@ -54,20 +53,18 @@ NS_HD unsigned long long ns_rng_fmix64(unsigned long long z)
 // compiler hoists it and each element costs one finalizer. The element then
 // follows splitmix64 exactly: finalize(key + (index + 1) * gamma), where gamma
 // 0x9E3779B97F4A7C15 = 2^64 / golden ratio (odd, so index -> state is a
-// bijection). The stream is spread by a second odd constant,
-// 0xD1B54A32D192ED03 (an R2-sequence multiplier), before it is finalized, so
-// streams 1..5 give unrelated keys; xor-ing the seed into a finalized stream
-// keeps (seed, stream) -> key one-to-one for a fixed stream.
-NS_HD unsigned long long ns_rng_u64(unsigned long long seed, unsigned int stream,
-                                    unsigned long long index)
-{
+// bijection). The stream is first multiplied by another odd constant with
+// well-spread bits, 0xD1B54A32D192ED03, and finalized, so small stream ids
+// 1..5 give unrelated keys; xor-ing the seed into that and finalizing again
+// keeps seed -> key one-to-one for a fixed stream. The result for seed 0,
+// stream 0 is plain splitmix64 seeded with 0 (its key is 0), a handy check.
+NS_HD unsigned long long ns_rng_u64(unsigned long long seed, unsigned int stream, unsigned long long index) {
     const unsigned long long key =
         ns_rng_fmix64(seed ^ ns_rng_fmix64((unsigned long long)stream * 0xD1B54A32D192ED03ULL));
     return ns_rng_fmix64(key + (index + 1ULL) * 0x9E3779B97F4A7C15ULL);
 }
 
-NS_HD unsigned int ns_float_bits(float f)
-{
+NS_HD unsigned int ns_float_bits(float f) {
 #if defined(__CUDA_ARCH__)
     return __float_as_uint(f);
 #else
@@ -77,8 +74,7 @@ NS_HD unsigned int ns_float_bits(float f)
 #endif
 }
 
-NS_HD float ns_bits_float(unsigned int u)
-{
+NS_HD float ns_bits_float(unsigned int u) {
 #if defined(__CUDA_ARCH__)
     return __uint_as_float(u);
 #else
@@ -89,8 +85,7 @@ NS_HD float ns_bits_float(unsigned int u)
 }
 
 // bf16 is the top half of a float, so widening is exact.
-NS_HD float ns_bf16_to_float(ns_bf16 bits)
-{
+NS_HD float ns_bf16_to_float(ns_bf16 bits) {
     return ns_bits_float((unsigned int)bits << 16);
 }
 
@@ -100,11 +95,9 @@ NS_HD float ns_bf16_to_float(ns_bf16 bits)
 // as IEEE requires. NaN is handled first because the same addition would turn
 // a NaN with a small payload into infinity (or a large one into -0); its sign
 // is kept and the quiet bit set.
-NS_HD ns_bf16 ns_float_to_bf16(float f)
-{
+NS_HD ns_bf16 ns_float_to_bf16(float f) {
     const unsigned int u = ns_float_bits(f);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u)
-        return (ns_bf16)((u >> 16) | 0x0040u);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (ns_bf16)((u >> 16) | 0x0040u);
     const unsigned int rounding = 0x7FFFu + ((u >> 16) & 1u);
     return (ns_bf16)((u + rounding) >> 16);
 }
@@ -131,12 +124,10 @@ NS_HD ns_bf16 ns_float_to_bf16(float f)
 #define NS_RNG_MIN_SCALE_LOG2 (-110)
 #define NS_RNG_MAX_SCALE_LOG2 126
 
-NS_HD ns_bf16 ns_rng_bf16(unsigned long long seed, unsigned int stream,
-                          unsigned long long index, int scale_log2)
-{
+NS_HD ns_bf16 ns_rng_bf16(unsigned long long seed, unsigned int stream, unsigned long long index, int scale_log2) {
     const unsigned long long r = ns_rng_u64(seed, stream, index);
-    const int sum = (int)(r & 0xFFFFu) + (int)((r >> 16) & 0xFFFFu) +
-                    (int)((r >> 32) & 0xFFFFu) + (int)((r >> 48) & 0xFFFFu);
+    const int sum =
+        (int)(r & 0xFFFFu) + (int)((r >> 16) & 0xFFFFu) + (int)((r >> 32) & 0xFFFFu) + (int)((r >> 48) & 0xFFFFu);
     const int centred = sum - 131070;
     int biased_exponent = scale_log2 - 16 + 127;
     biased_exponent = biased_exponent < 1 ? 1 : (biased_exponent > 254 ? 254 : biased_exponent);

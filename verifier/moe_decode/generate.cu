@@ -21,9 +21,8 @@
 #include "rng.h"
 #include "params.h"
 
-extern "C" __global__ void fill_bf16(ns_bf16* out, unsigned long long n, unsigned long long seed,
-                                     unsigned int stream, int scale_log2)
-{
+extern "C" __global__ void fill_bf16(ns_bf16* out, unsigned long long n, unsigned long long seed, unsigned int stream,
+                                     int scale_log2) {
     const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
     for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
         out[i] = ns_rng_bf16(seed, stream, i, scale_log2);

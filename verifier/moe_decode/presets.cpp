@@ -7,8 +7,7 @@
 
 namespace nightshift::verifier::moe_decode {
 
-const std::vector<Preset>& presets()
-{
+const std::vector<Preset>& presets() {
     // Only the routed experts: a shared expert (DeepSeek-V3 has one) is a
     // dense MLP every token takes, outside this op.
     static const std::vector<Preset> k_presets = {
@@ -29,12 +28,10 @@ const std::vector<Preset>& presets()
     return k_presets;
 }
 
-const Preset& find_preset(std::string_view name)
-{
+const Preset& find_preset(std::string_view name) {
     std::string valid;
     for (const Preset& preset : presets()) {
-        if (preset.name == name)
-            return preset;
+        if (preset.name == name) return preset;
         valid += valid.empty() ? "" : ", ";
         valid += preset.name;
     }

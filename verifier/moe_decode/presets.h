@@ -14,10 +14,10 @@ constexpr int k_max_batch = 512;
 
 struct Preset {
     std::string name;
-    int H; // hidden size
-    int I; // expert intermediate size
-    int E; // routed experts
-    int K; // experts per token
+    int H;          // hidden size
+    int I;          // expert intermediate size
+    int E;          // routed experts
+    int K;          // experts per token
     int activation; // NsActivation
     std::string note;
 };

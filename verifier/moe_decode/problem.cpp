@@ -25,36 +25,32 @@ constexpr double k_zipf_exponent = 1.2;
 // share a random number.
 constexpr unsigned long long k_permutation_index_base = 1ULL << 62;
 
-void check_shape(const Shape& shape)
-{
+void check_shape(const Shape& shape) {
     if (shape.T < 1 || shape.T > k_max_batch)
         throw InputError(fmt::format("moe_decode batch T={} is outside 1..{}", shape.T, k_max_batch));
     if (shape.H < 1 || shape.I < 1 || shape.E < 1 || shape.K < 1 || shape.K > shape.E)
-        throw InputError(fmt::format("moe_decode shape H={} I={} E={} K={} needs positive sizes and K <= E",
-                                     shape.H, shape.I, shape.E, shape.K));
+        throw InputError(fmt::format("moe_decode shape H={} I={} E={} K={} needs positive sizes and K <= E", shape.H,
+                                     shape.I, shape.E, shape.K));
     if (shape.activation != NS_ACT_SILU && shape.activation != NS_ACT_GELU_TANH)
         throw InputError(fmt::format("moe_decode activation {} is not silu or gelu_tanh", shape.activation));
 }
 
-void check_scale(int scale_log2)
-{
+void check_scale(int scale_log2) {
     if (scale_log2 < NS_RNG_MIN_SCALE_LOG2 || scale_log2 > NS_RNG_MAX_SCALE_LOG2)
-        throw InputError(fmt::format("scale 2^{} is outside the exact range of ns_rng_bf16 (2^{}..2^{})",
-                                     scale_log2, NS_RNG_MIN_SCALE_LOG2, NS_RNG_MAX_SCALE_LOG2));
+        throw InputError(fmt::format("scale 2^{} is outside the exact range of ns_rng_bf16 (2^{}..2^{})", scale_log2,
+                                     NS_RNG_MIN_SCALE_LOG2, NS_RNG_MAX_SCALE_LOG2));
 }
 
 // Box-Muller on the two 32-bit halves of one draw. The +0.5 keeps u1 in
 // (0,1) so the log is finite; 32 bits each are plenty for routing logits.
-double standard_normal(unsigned long long seed, unsigned long long index)
-{
+double standard_normal(unsigned long long seed, unsigned long long index) {
     const unsigned long long r = ns_rng_u64(seed, NS_STREAM_ROUTING, index);
     const double u1 = (static_cast<double>(r >> 32) + 0.5) * 0x1p-32;
     const double u2 = static_cast<double>(r & 0xFFFFFFFFULL) * 0x1p-32;
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
 }
 
-std::vector<double> token_logits(const Shape& shape, unsigned long long seed, int t)
-{
+std::vector<double> token_logits(const Shape& shape, unsigned long long seed, int t) {
     std::vector<double> logits(shape.E);
     for (int e = 0; e < shape.E; ++e)
         logits[e] = standard_normal(seed, static_cast<unsigned long long>(t) * shape.E + e);
@@ -62,8 +58,7 @@ std::vector<double> token_logits(const Shape& shape, unsigned long long seed, in
 }
 
 // rank[e] of every expert under a seeded Fisher-Yates shuffle.
-std::vector<int> expert_ranks(const Shape& shape, unsigned long long seed)
-{
+std::vector<int> expert_ranks(const Shape& shape, unsigned long long seed) {
     std::vector<int> order(shape.E);
     std::iota(order.begin(), order.end(), 0);
     for (int j = shape.E - 1; j > 0; --j) {
@@ -77,8 +72,7 @@ std::vector<int> expert_ranks(const Shape& shape, unsigned long long seed)
     return rank;
 }
 
-std::vector<double> softmax(const std::vector<double>& logits)
-{
+std::vector<double> softmax(const std::vector<double>& logits) {
     const double max = *std::max_element(logits.begin(), logits.end());
     std::vector<double> p(logits.size());
     double sum = 0.0;
@@ -93,13 +87,11 @@ std::vector<double> softmax(const std::vector<double>& logits)
 
 // Descending probability, ties to the lower expert index, so the order is a
 // total order and the routing is reproducible.
-auto by_probability(const std::vector<double>& p)
-{
+auto by_probability(const std::vector<double>& p) {
     return [&p](int a, int b) { return p[a] != p[b] ? p[a] > p[b] : a < b; };
 }
 
-std::vector<int> top_k(const std::vector<double>& p, int K)
-{
+std::vector<int> top_k(const std::vector<double>& p, int K) {
     std::vector<int> experts(p.size());
     std::iota(experts.begin(), experts.end(), 0);
     std::partial_sort(experts.begin(), experts.begin() + K, experts.end(), by_probability(p));
@@ -109,36 +101,34 @@ std::vector<int> top_k(const std::vector<double>& p, int K)
 
 } // namespace
 
-Shape make_shape(const Preset& preset, int T)
-{
+Shape make_shape(const Preset& preset, int T) {
     if (T < 1 || T > k_max_batch)
-        throw InputError(fmt::format("moe_decode batch T={} is outside 1..{} (preset {})", T, k_max_batch,
-                                     preset.name));
+        throw InputError(
+            fmt::format("moe_decode batch T={} is outside 1..{} (preset {})", T, k_max_batch, preset.name));
     Shape shape{T, preset.H, preset.I, preset.E, preset.K, preset.activation};
     check_shape(shape);
     return shape;
 }
 
-std::string to_string(RoutingKind kind)
-{
+std::string to_string(RoutingKind kind) {
     switch (kind) {
-    case RoutingKind::uniform: return "uniform";
-    case RoutingKind::zipf: return "zipf";
-    case RoutingKind::identical: return "identical";
+    case RoutingKind::uniform:
+        return "uniform";
+    case RoutingKind::zipf:
+        return "zipf";
+    case RoutingKind::identical:
+        return "identical";
     }
     return fmt::format("RoutingKind({})", static_cast<int>(kind));
 }
 
-RoutingKind parse_routing_kind(std::string_view name)
-{
+RoutingKind parse_routing_kind(std::string_view name) {
     for (RoutingKind kind : {RoutingKind::uniform, RoutingKind::zipf, RoutingKind::identical})
-        if (to_string(kind) == name)
-            return kind;
+        if (to_string(kind) == name) return kind;
     throw InputError(fmt::format("unknown routing '{}'; valid: uniform, zipf, identical", name));
 }
 
-Routing make_routing(const Shape& shape, unsigned long long seed, RoutingKind kind)
-{
+Routing make_routing(const Shape& shape, unsigned long long seed, RoutingKind kind) {
     check_shape(shape);
     std::vector<double> bias(shape.E, 0.0);
     if (kind == RoutingKind::zipf) {
@@ -149,8 +139,7 @@ Routing make_routing(const Shape& shape, unsigned long long seed, RoutingKind ki
     // identical: token 0 picks the experts; every token then weighs that same
     // set by its own probabilities.
     std::vector<int> shared_experts;
-    if (kind == RoutingKind::identical)
-        shared_experts = top_k(softmax(token_logits(shape, seed, 0)), shape.K);
+    if (kind == RoutingKind::identical) shared_experts = top_k(softmax(token_logits(shape, seed, 0)), shape.K);
 
     Routing routing;
     routing.ids.resize(static_cast<size_t>(shape.T) * shape.K);
@@ -179,23 +168,19 @@ Routing make_routing(const Shape& shape, unsigned long long seed, RoutingKind ki
     return routing;
 }
 
-int x_scale_log2()
-{
+int x_scale_log2() {
     return 0;
 }
 
-int gate_up_scale_log2(const Shape& shape)
-{
+int gate_up_scale_log2(const Shape& shape) {
     return -static_cast<int>(std::lround(0.5 * std::log2(static_cast<double>(shape.H))));
 }
 
-int down_scale_log2(const Shape& shape)
-{
+int down_scale_log2(const Shape& shape) {
     return -static_cast<int>(std::lround(0.5 * std::log2(static_cast<double>(shape.I))));
 }
 
-std::vector<uint16_t> make_x(const Shape& shape, unsigned long long seed, int scale_log2)
-{
+std::vector<uint16_t> make_x(const Shape& shape, unsigned long long seed, int scale_log2) {
     check_shape(shape);
     check_scale(scale_log2);
     std::vector<uint16_t> x(static_cast<size_t>(shape.T) * shape.H);
@@ -204,11 +189,9 @@ std::vector<uint16_t> make_x(const Shape& shape, unsigned long long seed, int sc
     return x;
 }
 
-ExpertWeights make_expert_weights(const Shape& shape, unsigned long long seed, int expert)
-{
+ExpertWeights make_expert_weights(const Shape& shape, unsigned long long seed, int expert) {
     check_shape(shape);
-    if (expert < 0 || expert >= shape.E)
-        throw InputError(fmt::format("expert {} is outside [0,{})", expert, shape.E));
+    if (expert < 0 || expert >= shape.E) throw InputError(fmt::format("expert {} is outside [0,{})", expert, shape.E));
     const int gate_up_scale = gate_up_scale_log2(shape);
     const int down_scale = down_scale_log2(shape);
     check_scale(gate_up_scale);

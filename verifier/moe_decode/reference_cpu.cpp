@@ -23,8 +23,7 @@ namespace {
 // is computed by one thread alone, so results are independent of scheduling.
 // The first exception is rethrown on the calling thread.
 template <typename Fn>
-void parallel_for(size_t n, const Fn& fn)
-{
+void parallel_for(size_t n, const Fn& fn) {
     const size_t threads = std::min<size_t>(n, std::max(1u, std::thread::hardware_concurrency()));
     if (threads <= 1) {
         for (size_t i = 0; i < n; ++i)
@@ -40,8 +39,7 @@ void parallel_for(size_t n, const Fn& fn)
                 fn(i);
             } catch (...) {
                 const std::lock_guard lock(error_mutex);
-                if (!error)
-                    error = std::current_exception();
+                if (!error) error = std::current_exception();
                 next = n;
             }
         }
@@ -52,36 +50,32 @@ void parallel_for(size_t n, const Fn& fn)
     work();
     for (std::thread& thread : pool)
         thread.join();
-    if (error)
-        std::rethrow_exception(error);
+    if (error) std::rethrow_exception(error);
 }
 
-double to_double(uint16_t bits)
-{
+double to_double(uint16_t bits) {
     return static_cast<double>(ns_bf16_to_float(bits));
 }
 
-void check_inputs(const Shape& shape, const std::vector<uint16_t>& x, const Routing& routing)
-{
+void check_inputs(const Shape& shape, const std::vector<uint16_t>& x, const Routing& routing) {
     if (shape.T < 1 || shape.H < 1 || shape.I < 1 || shape.E < 1 || shape.K < 1)
-        throw InputError(fmt::format("reference_cpu: bad shape T={} H={} I={} E={} K={}", shape.T, shape.H,
-                                     shape.I, shape.E, shape.K));
+        throw InputError(fmt::format("reference_cpu: bad shape T={} H={} I={} E={} K={}", shape.T, shape.H, shape.I,
+                                     shape.E, shape.K));
     const size_t tokens = static_cast<size_t>(shape.T);
     if (x.size() != tokens * shape.H)
-        throw InputError(fmt::format("reference_cpu: x has {} elements, expected T*H = {}", x.size(),
-                                     tokens * shape.H));
+        throw InputError(
+            fmt::format("reference_cpu: x has {} elements, expected T*H = {}", x.size(), tokens * shape.H));
     if (routing.ids.size() != tokens * shape.K || routing.weights.size() != tokens * shape.K)
         throw InputError(fmt::format("reference_cpu: routing has {} ids and {} weights, expected T*K = {}",
                                      routing.ids.size(), routing.weights.size(), tokens * shape.K));
     for (size_t slot = 0; slot < routing.ids.size(); ++slot)
         if (routing.ids[slot] < 0 || routing.ids[slot] >= shape.E)
-            throw InputError(fmt::format("reference_cpu: topk_ids[{}] = {} is outside [0,{})", slot,
-                                         routing.ids[slot], shape.E));
+            throw InputError(
+                fmt::format("reference_cpu: topk_ids[{}] = {} is outside [0,{})", slot, routing.ids[slot], shape.E));
     apply_activation(shape.activation, 0.0); // throws on an unknown activation
 }
 
-void check_expert(const Shape& shape, int expert, const ExpertWeights& weights)
-{
+void check_expert(const Shape& shape, int expert, const ExpertWeights& weights) {
     const size_t count = static_cast<size_t>(shape.I) * shape.H;
     if (weights.gate.size() != count || weights.up.size() != count || weights.down.size() != count)
         throw InputError(fmt::format("reference_cpu: expert {} has gate/up/down of {}/{}/{} elements, expected "
@@ -91,8 +85,7 @@ void check_expert(const Shape& shape, int expert, const ExpertWeights& weights)
 
 } // namespace
 
-double apply_activation(int activation, double g)
-{
+double apply_activation(int activation, double g) {
     switch (activation) {
     case NS_ACT_SILU:
         return g / (1.0 + std::exp(-g));
@@ -104,10 +97,8 @@ double apply_activation(int activation, double g)
     throw InputError(fmt::format("unknown moe_decode activation {}", activation));
 }
 
-std::vector<double> reference_cpu(const Shape& shape, const std::vector<uint16_t>& x,
-                                  const Routing& routing,
-                                  const std::function<const ExpertWeights&(int expert)>& weights_of)
-{
+std::vector<double> reference_cpu(const Shape& shape, const std::vector<uint16_t>& x, const Routing& routing,
+                                  const std::function<const ExpertWeights&(int expert)>& weights_of) {
     check_inputs(shape, x, routing);
     const int T = shape.T, H = shape.H, I = shape.I, K = shape.K;
 
@@ -154,9 +145,8 @@ std::vector<double> reference_cpu(const Shape& shape, const std::vector<uint16_t
     return y;
 }
 
-std::vector<double> reference_cpu(const Shape& shape, unsigned long long seed,
-                                  const std::vector<uint16_t>& x, const Routing& routing)
-{
+std::vector<double> reference_cpu(const Shape& shape, unsigned long long seed, const std::vector<uint16_t>& x,
+                                  const Routing& routing) {
     check_inputs(shape, x, routing);
     std::vector<int> routed(routing.ids.begin(), routing.ids.end());
     std::sort(routed.begin(), routed.end());

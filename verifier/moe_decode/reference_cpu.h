@@ -24,13 +24,12 @@ double apply_activation(int activation, double g);
 // until this returns. Tokens are then computed in parallel; the result does
 // not depend on the number of threads. InputError on mismatched sizes or
 // expert ids outside [0,E).
-std::vector<double> reference_cpu(const Shape& shape, const std::vector<uint16_t>& x,
-                                  const Routing& routing,
+std::vector<double> reference_cpu(const Shape& shape, const std::vector<uint16_t>& x, const Routing& routing,
                                   const std::function<const ExpertWeights&(int expert)>& weights_of);
 
 // The same on seeded synthetic weights: generates each routed expert once with
 // make_expert_weights (the bits the device generator writes).
-std::vector<double> reference_cpu(const Shape& shape, unsigned long long seed,
-                                  const std::vector<uint16_t>& x, const Routing& routing);
+std::vector<double> reference_cpu(const Shape& shape, unsigned long long seed, const std::vector<uint16_t>& x,
+                                  const Routing& routing);
 
 } // namespace nightshift::verifier::moe_decode

@@ -20,8 +20,9 @@
 //   reference_gate_up  grid=(T*K, I)  block=(32)
 //   reference_down     grid=(T, H)    block=(32)
 // Buffers: p.scratch[0] = double inter[T*K*I], p.scratch[1] = double y_ref[T*H].
-// Weights must be bf16 (p.format == NS_FMT_BF16); for any other format the
-// kernels write NaN so misuse cannot pass for a result. p.y is not touched.
+// Weights must be bf16 (p.format == NS_FMT_BF16); for any other format, or a
+// topk_id outside [0,E), the kernels write NaN instead of reading out of
+// bounds, so misuse cannot pass for a result. p.y is not touched.
 //
 // @op moe_decode
 // @formats bf16
@@ -32,40 +33,40 @@
 #include "rng.h"
 #include "params.h"
 
-__device__ __forceinline__ double ns_ref_bf16(ns_bf16 bits)
-{
+__device__ __forceinline__ double ns_ref_nan() {
+    return __longlong_as_double(0x7FF8000000000000LL);
+}
+
+__device__ __forceinline__ double ns_ref_bf16(ns_bf16 bits) {
     return (double)ns_bf16_to_float(bits);
 }
 
-__device__ __forceinline__ double ns_ref_warp_sum(double v)
-{
+__device__ __forceinline__ double ns_ref_warp_sum(double v) {
     for (int offset = 16; offset > 0; offset >>= 1)
         v += __shfl_down_sync(0xFFFFFFFFu, v, offset);
     return v;
 }
 
-__device__ __forceinline__ double ns_ref_activation(int activation, double g)
-{
-    if (activation == NS_ACT_SILU)
-        return g / (1.0 + exp(-g));
-    if (activation == NS_ACT_GELU_TANH)
-        return 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))); // sqrt(2/pi)
-    return __longlong_as_double(0x7FF8000000000000LL); // unknown activation: NaN
+__device__ __forceinline__ double ns_ref_activation(int activation, double g) {
+    if (activation == NS_ACT_SILU) return g / (1.0 + exp(-g));
+    if (activation == NS_ACT_GELU_TANH) {
+        const double sqrt_2_over_pi = 0.7978845608028654; // the double nearest sqrt(2/pi), as on the host
+        return 0.5 * g * (1.0 + tanh(sqrt_2_over_pi * (g + 0.044715 * g * g * g)));
+    }
+    return ns_ref_nan(); // unknown activation
 }
 
-extern "C" __global__ void reference_gate_up(const MoeDecodeParams p)
-{
+extern "C" __global__ void reference_gate_up(const MoeDecodeParams p) {
     const int tk = blockIdx.x; // t*K + k
     const int i = blockIdx.y;
     const int t = tk / p.K;
     double* inter = (double*)p.scratch[0];
     const unsigned long long out = (unsigned long long)tk * p.I + i;
-    if (p.format != NS_FMT_BF16) {
-        if (threadIdx.x == 0)
-            inter[out] = __longlong_as_double(0x7FF8000000000000LL);
+    const int e = p.topk_ids[tk];
+    if (p.format != NS_FMT_BF16 || e < 0 || e >= p.E) {
+        if (threadIdx.x == 0) inter[out] = ns_ref_nan();
         return;
     }
-    const int e = p.topk_ids[tk];
     const unsigned long long row = ((unsigned long long)e * p.I + i) * p.H;
     const ns_bf16* gate = (const ns_bf16*)p.w_gate + row;
     const ns_bf16* up = (const ns_bf16*)p.w_up + row;
@@ -79,26 +80,27 @@ extern "C" __global__ void reference_gate_up(const MoeDecodeParams p)
     }
     g = ns_ref_warp_sum(g);
     u = ns_ref_warp_sum(u);
-    if (threadIdx.x == 0)
-        inter[out] = ns_ref_activation(p.activation, g) * u;
+    if (threadIdx.x == 0) inter[out] = ns_ref_activation(p.activation, g) * u;
 }
 
-extern "C" __global__ void reference_down(const MoeDecodeParams p)
-{
+extern "C" __global__ void reference_down(const MoeDecodeParams p) {
     const int t = blockIdx.x;
     const int h = blockIdx.y;
     const double* inter = (const double*)p.scratch[0];
     double* y_ref = (double*)p.scratch[1];
     const unsigned long long out = (unsigned long long)t * p.H + h;
     if (p.format != NS_FMT_BF16) {
-        if (threadIdx.x == 0)
-            y_ref[out] = __longlong_as_double(0x7FF8000000000000LL);
+        if (threadIdx.x == 0) y_ref[out] = ns_ref_nan();
         return;
     }
     double acc = 0.0;
     for (int k = 0; k < p.K; ++k) {
         const int tk = t * p.K + k;
         const int e = p.topk_ids[tk];
+        if (e < 0 || e >= p.E) {
+            acc = ns_ref_nan(); // gate_up already poisoned this token; keep y_ref NaN too
+            break;
+        }
         const double w = (double)p.topk_weights[tk];
         const ns_bf16* down = (const ns_bf16*)p.w_down + ((unsigned long long)e * p.H + h) * p.I;
         const double* inter_tk = inter + (unsigned long long)tk * p.I;
@@ -108,6 +110,5 @@ extern "C" __global__ void reference_down(const MoeDecodeParams p)
         acc += w * partial;
     }
     acc = ns_ref_warp_sum(acc);
-    if (threadIdx.x == 0)
-        y_ref[out] = acc;
+    if (threadIdx.x == 0) y_ref[out] = acc;
 }

@@ -11,42 +11,36 @@
 
 namespace {
 
-float from_bits(uint32_t u)
-{
+float from_bits(uint32_t u) {
     float f;
     std::memcpy(&f, &u, sizeof f);
     return f;
 }
 
-uint32_t to_bits(float f)
-{
+uint32_t to_bits(float f) {
     uint32_t u;
     std::memcpy(&u, &f, sizeof u);
     return u;
 }
 
-bool is_bf16_nan(ns_bf16 b)
-{
+bool is_bf16_nan(ns_bf16 b) {
     return (b & 0x7F80) == 0x7F80 && (b & 0x007F) != 0;
 }
 
 // An independent round-to-nearest-even for values exactly representable in
 // double: compare the two bf16 neighbours by distance.
-ns_bf16 round_by_distance(double v)
-{
+ns_bf16 round_by_distance(double v) {
     const ns_bf16 lower = static_cast<ns_bf16>(to_bits(static_cast<float>(v)) >> 16); // truncation toward zero
-    const ns_bf16 upper = static_cast<ns_bf16>(lower + 1);                         // next magnitude up
+    const ns_bf16 upper = static_cast<ns_bf16>(lower + 1);                            // next magnitude up
     const double d_lower = std::fabs(v - ns_bf16_to_float(lower));
     const double d_upper = std::fabs(v - ns_bf16_to_float(upper));
-    if (d_lower != d_upper)
-        return d_lower < d_upper ? lower : upper;
+    if (d_lower != d_upper) return d_lower < d_upper ? lower : upper;
     return (lower & 1) == 0 ? lower : upper;
 }
 
 } // namespace
 
-TEST(RngTest, U64IsDeterministic)
-{
+TEST(RngTest, U64IsDeterministic) {
     for (unsigned long long i = 0; i < 1000; ++i)
         EXPECT_EQ(ns_rng_u64(42, NS_STREAM_X, i), ns_rng_u64(42, NS_STREAM_X, i));
 }
@@ -55,8 +49,7 @@ TEST(RngTest, U64IsDeterministic)
 // and stored. If this fails, the generator changed; that breaks replay of old
 // experiments and must be a deliberate, versioned decision. The values were
 // cross-checked against an independent Python transcription of rng.h.
-TEST(RngTest, U64GoldenValues)
-{
+TEST(RngTest, U64GoldenValues) {
     // Seed 0, stream 0 gives key 0 (the finalizer maps 0 to 0), so the first
     // draw is exactly splitmix64's well-known first output for seed 0.
     EXPECT_EQ(ns_rng_u64(0, 0, 0), 0xE220A8397B1DCDAFULL);
@@ -65,11 +58,9 @@ TEST(RngTest, U64GoldenValues)
     EXPECT_EQ(ns_rng_bf16(7, NS_STREAM_W_GATE, 99, -6), 0xBA98);
 }
 
-TEST(RngTest, StreamsSeedsAndIndicesGiveDifferentValues)
-{
+TEST(RngTest, StreamsSeedsAndIndicesGiveDifferentValues) {
     std::set<unsigned long long> seen;
-    const unsigned int streams[] = {NS_STREAM_X, NS_STREAM_W_GATE, NS_STREAM_W_UP, NS_STREAM_W_DOWN,
-                                    NS_STREAM_ROUTING};
+    const unsigned int streams[] = {NS_STREAM_X, NS_STREAM_W_GATE, NS_STREAM_W_UP, NS_STREAM_W_DOWN, NS_STREAM_ROUTING};
     for (unsigned long long seed : {0ULL, 1ULL, 2ULL, 0xFFFFFFFFFFFFFFFFULL})
         for (unsigned int stream : streams)
             for (unsigned long long i = 0; i < 2000; ++i)
@@ -83,8 +74,7 @@ TEST(RngTest, StreamsSeedsAndIndicesGiveDifferentValues)
     EXPECT_LT(same_bf16, 500); // independent draws agree ~1.5% of the time
 }
 
-TEST(RngTest, U64BitsAreBalanced)
-{
+TEST(RngTest, U64BitsAreBalanced) {
     constexpr int n = 100000;
     int ones[64] = {};
     for (int i = 0; i < n; ++i) {
@@ -96,8 +86,7 @@ TEST(RngTest, U64BitsAreBalanced)
         EXPECT_NEAR(ones[b], n / 2, 5 * std::sqrt(n / 4.0)) << "bit " << b; // 5 sigma
 }
 
-TEST(RngTest, Bf16HasDocumentedMeanAndStd)
-{
+TEST(RngTest, Bf16HasDocumentedMeanAndStd) {
     constexpr int n = 100000;
     for (int scale_log2 : {0, -6, 3}) {
         const double expected_std = std::pow(2.0, 16) / std::sqrt(3.0) * std::pow(2.0, scale_log2 - 16);
@@ -121,8 +110,7 @@ TEST(RngTest, Bf16HasDocumentedMeanAndStd)
 // ns_rng_bf16 against a from-scratch computation of its definition: the
 // centred sum of the four 16-bit lanes, times 2^(s-16) in double, rounded to
 // the nearest bf16 by distance.
-TEST(RngTest, Bf16MatchesItsDefinition)
-{
+TEST(RngTest, Bf16MatchesItsDefinition) {
     for (int scale_log2 : {0, -7, 5, NS_RNG_MIN_SCALE_LOG2, NS_RNG_MAX_SCALE_LOG2}) {
         for (unsigned long long i = 0; i < 20000; ++i) {
             const unsigned long long r = ns_rng_u64(11, NS_STREAM_W_DOWN, i);
@@ -136,8 +124,7 @@ TEST(RngTest, Bf16MatchesItsDefinition)
     }
 }
 
-TEST(RngTest, Bf16RoundsToNearestEven)
-{
+TEST(RngTest, Bf16RoundsToNearestEven) {
     EXPECT_EQ(ns_float_to_bf16(1.0f), 0x3F80);
     EXPECT_EQ(ns_float_to_bf16(-2.0f), 0xC000);
     EXPECT_EQ(ns_float_to_bf16(0.0f), 0x0000);
@@ -160,8 +147,7 @@ TEST(RngTest, Bf16RoundsToNearestEven)
     EXPECT_EQ(ns_float_to_bf16(from_bits(0x00018000)), 0x0002);
 }
 
-TEST(RngTest, Bf16KeepsNaN)
-{
+TEST(RngTest, Bf16KeepsNaN) {
     // Payloads that plain rounding would turn into infinity or wrap to -0.
     for (uint32_t bits : {0x7FC00000u, 0x7F800001u, 0x7F807FFFu, 0x7FFFFFFFu, 0xFF800001u, 0xFFFFFFFFu}) {
         const ns_bf16 b = ns_float_to_bf16(from_bits(bits));
@@ -171,8 +157,7 @@ TEST(RngTest, Bf16KeepsNaN)
     }
 }
 
-TEST(RngTest, Bf16RoundTripIsExact)
-{
+TEST(RngTest, Bf16RoundTripIsExact) {
     for (uint32_t b = 0; b <= 0xFFFF; ++b) {
         const ns_bf16 bits = static_cast<ns_bf16>(b);
         const float f = ns_bf16_to_float(bits);

@@ -16,8 +16,7 @@ struct Expected {
     int H, I, E, K, activation;
 };
 
-TEST(PresetsTest, TableHasTheModelShapes)
-{
+TEST(PresetsTest, TableHasTheModelShapes) {
     const Expected expected[] = {
         {"gemma4-26b-a4b", 2816, 704, 128, 8, NS_ACT_GELU_TANH},
         {"qwen3-30b-a3b", 2048, 768, 128, 8, NS_ACT_SILU},
@@ -45,8 +44,7 @@ TEST(PresetsTest, TableHasTheModelShapes)
     EXPECT_EQ(k_max_batch, 512);
 }
 
-TEST(PresetsTest, NamesAreUniqueAndShapesSane)
-{
+TEST(PresetsTest, NamesAreUniqueAndShapesSane) {
     std::set<std::string> names;
     for (const Preset& p : presets()) {
         EXPECT_TRUE(names.insert(p.name).second) << p.name;
@@ -57,8 +55,7 @@ TEST(PresetsTest, NamesAreUniqueAndShapesSane)
     }
 }
 
-TEST(PresetsTest, TinyPresetsSayTheyAreNotModels)
-{
+TEST(PresetsTest, TinyPresetsSayTheyAreNotModels) {
     for (const char* name : {"tiny", "tiny-gelu"}) {
         const Preset& p = find_preset(name);
         EXPECT_NE(p.note.find("not a model"), std::string::npos) << name;
@@ -67,13 +64,11 @@ TEST(PresetsTest, TinyPresetsSayTheyAreNotModels)
     EXPECT_EQ(find_preset("mixtral-8x7b").note.find("not a model"), std::string::npos);
 }
 
-TEST(PresetsTest, GptOssNoteExplainsTheModelledActivation)
-{
+TEST(PresetsTest, GptOssNoteExplainsTheModelledActivation) {
     EXPECT_NE(find_preset("gpt-oss-20b").note.find("clamped SwiGLU"), std::string::npos);
 }
 
-TEST(PresetsTest, UnknownNameListsValidOnes)
-{
+TEST(PresetsTest, UnknownNameListsValidOnes) {
     try {
         find_preset("mixtral-8x22b");
         FAIL() << "expected InputError";

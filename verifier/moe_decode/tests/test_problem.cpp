@@ -18,16 +18,14 @@ namespace {
 constexpr RoutingKind k_all_kinds[] = {RoutingKind::uniform, RoutingKind::zipf, RoutingKind::identical};
 
 // Largest number of tokens any single expert receives.
-int busiest_expert_load(const Shape& shape, const Routing& routing)
-{
+int busiest_expert_load(const Shape& shape, const Routing& routing) {
     std::vector<int> load(shape.E, 0);
     for (int32_t id : routing.ids)
         ++load[id];
     return *std::max_element(load.begin(), load.end());
 }
 
-TEST(ProblemTest, MakeShapeCopiesThePresetAndChecksT)
-{
+TEST(ProblemTest, MakeShapeCopiesThePresetAndChecksT) {
     const Preset& preset = find_preset("deepseek-v3");
     const Shape shape = make_shape(preset, 7);
     EXPECT_EQ(shape.T, 7);
@@ -43,8 +41,7 @@ TEST(ProblemTest, MakeShapeCopiesThePresetAndChecksT)
     EXPECT_THROW(make_shape(preset, k_max_batch + 1), InputError);
 }
 
-TEST(ProblemTest, RoutingKindNamesRoundTrip)
-{
+TEST(ProblemTest, RoutingKindNamesRoundTrip) {
     for (RoutingKind kind : k_all_kinds)
         EXPECT_EQ(parse_routing_kind(to_string(kind)), kind);
     EXPECT_EQ(to_string(RoutingKind::zipf), "zipf");
@@ -55,8 +52,7 @@ TEST(ProblemTest, RoutingKindNamesRoundTrip)
     EXPECT_THROW(parse_routing_kind(""), InputError);
 }
 
-TEST(ProblemTest, ScalesFollowSqrtOfTheDotLength)
-{
+TEST(ProblemTest, ScalesFollowSqrtOfTheDotLength) {
     EXPECT_EQ(x_scale_log2(), 0);
     // -round(log2(sqrt(n))): 2048 -> -round(5.5) = -6, 512 -> -round(4.5) = -5,
     // 704 -> -round(4.73) = -5, 14336 -> -round(6.91) = -7, 64 -> -3.
@@ -69,8 +65,7 @@ TEST(ProblemTest, ScalesFollowSqrtOfTheDotLength)
     EXPECT_EQ(down_scale_log2(make_shape(find_preset("tiny"), 1)), -3); // sqrt(32): -round(2.5)
 }
 
-TEST(ProblemTest, RoutingIsValidForEveryKind)
-{
+TEST(ProblemTest, RoutingIsValidForEveryKind) {
     for (const char* name : {"tiny", "tiny-gelu", "qwen3-30b-a3b", "deepseek-v3", "mixtral-8x7b"}) {
         for (RoutingKind kind : k_all_kinds) {
             SCOPED_TRACE(std::string(name) + " " + to_string(kind));
@@ -101,8 +96,7 @@ TEST(ProblemTest, RoutingIsValidForEveryKind)
     }
 }
 
-TEST(ProblemTest, RoutingIsDeterministicAndSeeded)
-{
+TEST(ProblemTest, RoutingIsDeterministicAndSeeded) {
     const Shape shape = make_shape(find_preset("qwen3-30b-a3b"), 16);
     for (RoutingKind kind : k_all_kinds) {
         const Routing a = make_routing(shape, 77, kind);
@@ -114,8 +108,7 @@ TEST(ProblemTest, RoutingIsDeterministicAndSeeded)
     }
 }
 
-TEST(ProblemTest, UniformRoutingPicksTheLargestSoftmaxProbabilities)
-{
+TEST(ProblemTest, UniformRoutingPicksTheLargestSoftmaxProbabilities) {
     // Recompute token 0's logits with the documented recipe and check the
     // chosen set and weights against an independent softmax.
     const Shape shape = make_shape(find_preset("tiny-gelu"), 1);
@@ -141,8 +134,7 @@ TEST(ProblemTest, UniformRoutingPicksTheLargestSoftmaxProbabilities)
     }
 }
 
-TEST(ProblemTest, ZipfRoutingConcentratesOnFewExperts)
-{
+TEST(ProblemTest, ZipfRoutingConcentratesOnFewExperts) {
     const Shape shape = make_shape(find_preset("qwen3-30b-a3b"), k_max_batch);
     const int uniform_max = busiest_expert_load(shape, make_routing(shape, 9, RoutingKind::uniform));
     const int zipf_max = busiest_expert_load(shape, make_routing(shape, 9, RoutingKind::zipf));
@@ -160,8 +152,7 @@ TEST(ProblemTest, ZipfRoutingConcentratesOnFewExperts)
     EXPECT_LT(zipf_experts.size(), uniform_experts.size());
 }
 
-TEST(ProblemTest, IdenticalRoutingSharesTheExpertSetButNotTheWeights)
-{
+TEST(ProblemTest, IdenticalRoutingSharesTheExpertSetButNotTheWeights) {
     const Shape shape = make_shape(find_preset("deepseek-v3"), 64);
     const Routing routing = make_routing(shape, 3, RoutingKind::identical);
     std::set<int> first(routing.ids.begin(), routing.ids.begin() + shape.K);
@@ -176,8 +167,7 @@ TEST(ProblemTest, IdenticalRoutingSharesTheExpertSetButNotTheWeights)
     EXPECT_EQ(busiest_expert_load(shape, routing), shape.T);
 }
 
-TEST(ProblemTest, MakeXFollowsTheFlatIndex)
-{
+TEST(ProblemTest, MakeXFollowsTheFlatIndex) {
     const Shape shape = make_shape(find_preset("tiny"), 3);
     const std::vector<uint16_t> x = make_x(shape, 21, -2);
     ASSERT_EQ(x.size(), static_cast<size_t>(3 * 64));
@@ -188,8 +178,7 @@ TEST(ProblemTest, MakeXFollowsTheFlatIndex)
     EXPECT_THROW(make_x(shape, 21, 200), InputError);
 }
 
-TEST(ProblemTest, ExpertWeightsAreSlicesOfTheFullTensors)
-{
+TEST(ProblemTest, ExpertWeightsAreSlicesOfTheFullTensors) {
     for (const char* name : {"tiny", "tiny-gelu"}) {
         SCOPED_TRACE(name);
         const Shape shape = make_shape(find_preset(name), 1);

@@ -14,8 +14,7 @@ namespace nightshift::verifier::moe_decode {
 namespace {
 
 // bf16 bits of small values that bf16 holds exactly.
-std::vector<uint16_t> bf16s(std::initializer_list<float> values)
-{
+std::vector<uint16_t> bf16s(std::initializer_list<float> values) {
     std::vector<uint16_t> bits;
     for (float v : values) {
         bits.push_back(ns_float_to_bf16(v));
@@ -24,13 +23,11 @@ std::vector<uint16_t> bf16s(std::initializer_list<float> values)
     return bits;
 }
 
-std::function<const ExpertWeights&(int)> from_table(const std::vector<ExpertWeights>& table)
-{
+std::function<const ExpertWeights&(int)> from_table(const std::vector<ExpertWeights>& table) {
     return [&table](int expert) -> const ExpertWeights& { return table.at(expert); };
 }
 
-TEST(ReferenceCpuTest, ActivationsMatchTheirDefinitions)
-{
+TEST(ReferenceCpuTest, ActivationsMatchTheirDefinitions) {
     // silu(1) = 1 / (1 + e^-1); gelu_tanh(1) = 0.5 (1 + tanh(sqrt(2/pi) * 1.044715)).
     EXPECT_DOUBLE_EQ(apply_activation(NS_ACT_SILU, 1.0), 0.7310585786300049);
     EXPECT_DOUBLE_EQ(apply_activation(NS_ACT_GELU_TANH, 1.0), 0.8411919906082768);
@@ -49,8 +46,7 @@ TEST(ReferenceCpuTest, ActivationsMatchTheirDefinitions)
 //   token 1: x = [2, 0.5], expert 0, weight 1
 //     g = 0*2 + 2*0.5 = 1, u = 2 + 0.5 = 2.5, a = 2.5 silu(1) = 1.8276464465750122
 //     y = [a, a]
-TEST(ReferenceCpuTest, HandCheckedSilu)
-{
+TEST(ReferenceCpuTest, HandCheckedSilu) {
     const Shape shape{2, 2, 1, 2, 1, NS_ACT_SILU};
     std::vector<ExpertWeights> table(2);
     table[0] = {bf16s({0.0f, 2.0f}), bf16s({1.0f, 1.0f}), bf16s({1.0f, 1.0f})};
@@ -72,8 +68,7 @@ TEST(ReferenceCpuTest, HandCheckedSilu)
 //             a = [G-1, 0]; down [[1,4],[2,8]] -> [G-1, 2(G-1)]
 //   y0 = 0.25*3G + 0.75(G-1) = 1.5G - 0.75 = 0.5117879859124153
 //   y1 = 0.25*(-2G) + 0.75*2(G-1) = G - 1.5 = -0.6588080093917232
-TEST(ReferenceCpuTest, HandCheckedGeluTanh)
-{
+TEST(ReferenceCpuTest, HandCheckedGeluTanh) {
     const Shape shape{1, 2, 2, 2, 2, NS_ACT_GELU_TANH};
     std::vector<ExpertWeights> table(2);
     table[0] = {bf16s({1, 0, 0, 0.5f}), bf16s({1, 0, 0, 1}), bf16s({1, 1, 0, -1})};
@@ -94,8 +89,7 @@ TEST(ReferenceCpuTest, HandCheckedGeluTanh)
 // A triple loop written straight from the formula, for comparison on
 // generated inputs (it shares nothing with the implementation but the types).
 std::vector<double> naive_reference(const Shape& s, unsigned long long seed, const std::vector<uint16_t>& x,
-                                    const Routing& routing)
-{
+                                    const Routing& routing) {
     std::vector<double> y(s.T * s.H, 0.0);
     for (int t = 0; t < s.T; ++t)
         for (int k = 0; k < s.K; ++k) {
@@ -109,18 +103,17 @@ std::vector<double> naive_reference(const Shape& s, unsigned long long seed, con
                         g += double(ns_bf16_to_float(ew.gate[i * s.H + j])) * ns_bf16_to_float(x[t * s.H + j]);
                         u += double(ns_bf16_to_float(ew.up[i * s.H + j])) * ns_bf16_to_float(x[t * s.H + j]);
                     }
-                    const double act = s.activation == NS_ACT_SILU
-                                           ? g / (1 + std::exp(-g))
-                                           : 0.5 * g * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) *
-                                                                      (g + 0.044715 * g * g * g)));
+                    const double act =
+                        s.activation == NS_ACT_SILU
+                            ? g / (1 + std::exp(-g))
+                            : 0.5 * g * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (g + 0.044715 * g * g * g)));
                     y[t * s.H + h] += w * ns_bf16_to_float(ew.down[h * s.I + i]) * act * u;
                 }
         }
     return y;
 }
 
-TEST(ReferenceCpuTest, MatchesANaiveLoopOnGeneratedInputs)
-{
+TEST(ReferenceCpuTest, MatchesANaiveLoopOnGeneratedInputs) {
     for (const char* name : {"tiny", "tiny-gelu"}) {
         SCOPED_TRACE(name);
         const Shape shape = make_shape(find_preset(name), 3);
@@ -139,8 +132,7 @@ TEST(ReferenceCpuTest, MatchesANaiveLoopOnGeneratedInputs)
     }
 }
 
-TEST(ReferenceCpuTest, SeededOverloadMatchesExplicitWeights)
-{
+TEST(ReferenceCpuTest, SeededOverloadMatchesExplicitWeights) {
     const Shape shape = make_shape(find_preset("tiny-gelu"), 5);
     const unsigned long long seed = 31337;
     const std::vector<uint16_t> x = make_x(shape, seed, x_scale_log2());
@@ -156,8 +148,7 @@ TEST(ReferenceCpuTest, SeededOverloadMatchesExplicitWeights)
     EXPECT_NE(reference_cpu(shape, seed + 1, x, routing), explicit_y);
 }
 
-TEST(ReferenceCpuTest, RejectsInconsistentInputs)
-{
+TEST(ReferenceCpuTest, RejectsInconsistentInputs) {
     const Shape shape = make_shape(find_preset("tiny"), 2);
     const std::vector<uint16_t> x = make_x(shape, 1, 0);
     Routing routing = make_routing(shape, 1, RoutingKind::uniform);

@@ -1,0 +1,41 @@
+// Shared by the GPU tests: one device for the whole test binary, and a skip
+// (not a failure) where this machine has no GPU driver.
+#pragma once
+
+#include "harness/core/paths.h"
+#include "harness/cuda/compiler.h"
+#include "harness/cuda/device.h"
+#include "harness/cuda/driver_api.h"
+
+#include <gtest/gtest.h>
+
+namespace nightshift::testing {
+
+// Null when no driver or GPU is usable; `why` says what is missing.
+inline cuda::Device* gpu_device(std::string* why = nullptr) {
+    static std::string reason;
+    static cuda::Device* device = []() -> cuda::Device* {
+        if (!cuda::driver_available(&reason)) return nullptr;
+        if (cuda::device_count() == 0) {
+            reason = "the driver sees no GPU";
+            return nullptr;
+        }
+        return new cuda::Device(0); // lives for the process, like the context
+    }();
+    if (why) *why = reason;
+    if (device) device->make_current();
+    return device;
+}
+
+inline const cuda::Compiler& test_compiler() {
+    static const cuda::Compiler compiler; // no cache: tests compile for real
+    return compiler;
+}
+
+} // namespace nightshift::testing
+
+#define NS_REQUIRE_GPU()                                                  \
+    do {                                                                  \
+        std::string ns_why_;                                              \
+        if (!::nightshift::testing::gpu_device(&ns_why_)) GTEST_SKIP() << "no GPU: " << ns_why_; \
+    } while (0)

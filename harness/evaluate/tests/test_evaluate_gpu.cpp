@@ -1,0 +1,159 @@
+#include "harness/evaluate/evaluate.h"
+
+#include "harness/cuda/tests/gpu_test_support.h"
+#include "harness/evaluate/tests/seed_files.h"
+#include "verifier/moe_decode/presets.h"
+#include "verifier/moe_decode/spec.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <random>
+
+namespace nightshift::evaluate {
+namespace {
+namespace md = verifier::moe_decode;
+using testing::gpu_device;
+using testing::test_compiler;
+
+unsigned long long fresh_seed() {
+    std::random_device entropy;
+    return (static_cast<unsigned long long>(entropy()) << 32) | entropy();
+}
+
+// One spec, timer and evaluator for the binary: the spec keeps one model's
+// weights resident, so tests walk presets in order.
+struct GpuHarness {
+    timing::Timer timer{*gpu_device(), test_compiler()};
+    md::Spec spec{*gpu_device(), test_compiler()};
+    Evaluator evaluator{*gpu_device(), test_compiler(), timer, 3000.0};
+    EvaluateOptions quick{.timing = {.warmup = 1, .repetitions = 3}, .time_speed_of_light = false};
+};
+
+GpuHarness& harness() {
+    static GpuHarness instance;
+    return instance;
+}
+
+std::string knobs_text(const kernels::Symbols& knobs) {
+    std::string text;
+    for (const auto& [name, value] : knobs) text += fmt::format("{}={} ", name, value);
+    return text;
+}
+
+Evaluation run(const kernels::KernelFile& file, verifier::Problem& problem, const kernels::Symbols& knobs = {}) {
+    return harness().evaluator.evaluate(file, knobs, problem, harness().spec, harness().quick);
+}
+
+// Every seed verifies at every preset's small shapes, on fresh inputs, with
+// odd batch sizes; its error is printed so a drift shows in the log.
+TEST(SeedKernelsGpu, EverySeedVerifiesAtEveryPreset) {
+    NS_REQUIRE_GPU();
+    auto files = testing::moe_decode_seed_files();
+    std::vector<kernels::KernelFile> seeds;
+    for (const auto& path : files) seeds.push_back(kernels::load_kernel_file(path));
+    for (const auto& preset : md::presets()) {
+        unsigned long long seed = fresh_seed();
+        for (int batch : {1, 3, 16}) {
+            auto problem = harness().spec.make_problem({.model = preset.name, .batch = batch, .seed = seed});
+            for (const auto& file : seeds) {
+                Evaluation e = run(file, *problem);
+                EXPECT_EQ(e.status, Status::ok) << file.path << " on " << problem->label() << " seed " << seed << ": "
+                                                << e.message << "\n" << e.log;
+                fmt::print("{:<24} {:<32} rel_l2 {:.2e} max/rms {:.2e}\n", std::filesystem::path(file.path).filename().string(),
+                           problem->label(), e.comparison.rel_l2, e.comparison.max_abs_over_rms);
+            }
+        }
+    }
+}
+
+TEST(SeedKernelsGpu, EverySeedVerifiesOnSkewedRoutingAndEveryKnobPoint) {
+    NS_REQUIRE_GPU();
+    for (const auto& path : testing::moe_decode_seed_files()) {
+        auto file = kernels::load_kernel_file(path);
+        for (const char* model : {"tiny-gelu", "gemma4-26b-a4b"}) {
+            for (const char* distribution : {"zipf", "identical"}) {
+                auto problem = harness().spec.make_problem(
+                    {.model = model, .batch = 37, .seed = fresh_seed(), .distribution = distribution});
+                for (const auto& knobs : file.knob_space()) {
+                    Evaluation e = run(file, *problem, knobs);
+                    if (e.status == Status::rejected) continue; // a @constrain excludes this point here
+                    EXPECT_EQ(e.status, Status::ok) << file.path << " " << problem->label() << " " << distribution
+                                                    << " knobs " << knobs_text(knobs) << ": "
+                                                    << e.message;
+                }
+            }
+        }
+    }
+}
+
+// Small kernels that must fail, each for its own reason.
+class PlantedGpu : public ::testing::Test {
+protected:
+    kernels::KernelFile write(const std::string& name, const std::string& body) {
+        auto dir = std::filesystem::temp_directory_path() / "ns-planted";
+        std::filesystem::create_directories(dir);
+        auto path = dir / name;
+        std::ofstream(path) << body;
+        return kernels::load_kernel_file(path);
+    }
+};
+
+// Right everywhere but the last element, which stays poisoned.
+const char* k_unwritten_tail = R"(// @op moe_decode
+// @formats bf16
+// @launch copy grid=(T) block=(256)
+#include "params.h"
+extern "C" __global__ void copy(const MoeDecodeParams p) {
+    // writes x into y: wrong values AND a skipped final element
+    for (int h = threadIdx.x; h < p.H; h += blockDim.x) {
+        if (blockIdx.x == p.T - 1 && h == p.H - 1) continue;
+        p.y[blockIdx.x * p.H + h] = p.x[blockIdx.x * p.H + h];
+    }
+}
+)";
+
+TEST_F(PlantedGpu, AnUnwrittenElementIsAWrongAnswer) {
+    NS_REQUIRE_GPU();
+    auto file = write("unwritten_tail.cu", k_unwritten_tail);
+    auto problem = harness().spec.make_problem({.model = "tiny", .batch = 2, .seed = fresh_seed()});
+    Evaluation e = run(file, *problem);
+    EXPECT_EQ(e.status, Status::wrong_answer);
+    EXPECT_EQ(e.comparison.non_finite, 1u) << e.message;
+}
+
+TEST_F(PlantedGpu, ACompileErrorIsData) {
+    NS_REQUIRE_GPU();
+    auto file = write("broken.cu", "// @op moe_decode\n// @launch k grid=(1) block=(32)\n#include \"params.h\"\n"
+                                   "extern \"C\" __global__ void k(const MoeDecodeParams p) { p.y[0] = nope; }\n");
+    auto problem = harness().spec.make_problem({.model = "tiny", .batch = 1, .seed = fresh_seed()});
+    Evaluation e = run(file, *problem);
+    EXPECT_EQ(e.status, Status::compile_error);
+    EXPECT_NE(e.log.find("nope"), std::string::npos) << e.log;
+}
+
+TEST_F(PlantedGpu, LaunchesBeyondDeviceLimitsAreRejectedBeforeRunning) {
+    NS_REQUIRE_GPU();
+    auto problem = harness().spec.make_problem({.model = "tiny", .batch = 1, .seed = fresh_seed()});
+    auto threads = write("threads.cu", "// @op moe_decode\n// @launch k grid=(1) block=(2048)\n#include \"params.h\"\n"
+                                       "extern \"C\" __global__ void k(const MoeDecodeParams p) {}\n");
+    Evaluation e = run(threads, *problem);
+    EXPECT_EQ(e.status, Status::rejected);
+    EXPECT_NE(e.message.find("threads"), std::string::npos) << e.message;
+
+    auto shared = write("shared.cu", "// @op moe_decode\n// @launch k grid=(1) block=(32) smem=(1024*1024)\n"
+                                     "#include \"params.h\"\nextern \"C\" __global__ void k(const MoeDecodeParams p) {}\n");
+    e = run(shared, *problem);
+    EXPECT_EQ(e.status, Status::rejected);
+    EXPECT_NE(e.message.find("shared memory"), std::string::npos) << e.message;
+
+    auto constrained = write("constrained.cu", "// @op moe_decode\n// @constrain H % 4096 == 0\n"
+                                               "// @launch k grid=(1) block=(32)\n#include \"params.h\"\n"
+                                               "extern \"C\" __global__ void k(const MoeDecodeParams p) {}\n");
+    e = run(constrained, *problem);
+    EXPECT_EQ(e.status, Status::rejected);
+    EXPECT_NE(e.message.find("@constrain"), std::string::npos) << e.message;
+}
+
+} // namespace
+} // namespace nightshift::evaluate
