@@ -12,6 +12,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <cstdlib>
 #include <unistd.h>
 
 namespace nightshift::cuda {
@@ -72,7 +73,9 @@ void parse_ptxas_report(const std::string& log, std::vector<EntryResources>& ent
     static const std::regex smem(R"((\d+) bytes smem)");
 
     global_bytes = 0;
-    EntryResources* current = nullptr;
+    // An index, not a pointer: push_back may move the entries.
+    constexpr std::size_t k_none = static_cast<std::size_t>(-1);
+    std::size_t current = k_none;
     std::istringstream lines(log);
     std::string line;
     std::smatch m;
@@ -81,26 +84,31 @@ void parse_ptxas_report(const std::string& log, std::vector<EntryResources>& ent
             global_bytes += std::stoi(m[1]);
         } else if (std::regex_search(line, m, entry)) {
             entries.push_back(EntryResources{.name = m[1]});
-            current = &entries.back();
+            current = entries.size() - 1;
         } else if (std::regex_search(line, m, properties)) {
             // Properties of a non-entry (an uninlined device function) follow;
             // they are not the entry's, so stop attributing until the next one.
             auto it = std::find_if(entries.begin(), entries.end(), [&](auto& e) { return e.name == m[1]; });
-            current = it == entries.end() ? nullptr : &*it;
-        } else if (current && std::regex_search(line, m, frame)) {
-            current->stack_bytes = std::stoi(m[1]);
-            current->spill_store_bytes = std::stoi(m[2]);
-            current->spill_load_bytes = std::stoi(m[3]);
-        } else if (current && std::regex_search(line, m, used)) {
-            current->registers = std::stoi(m[1]);
-            if (std::regex_search(line, m, barriers)) current->barriers = std::stoi(m[1]);
-            if (std::regex_search(line, m, smem)) current->shared_bytes = std::stoi(m[1]);
+            current = it == entries.end() ? k_none : static_cast<std::size_t>(it - entries.begin());
+        } else if (current != k_none && std::regex_search(line, m, frame)) {
+            entries[current].stack_bytes = std::stoi(m[1]);
+            entries[current].spill_store_bytes = std::stoi(m[2]);
+            entries[current].spill_load_bytes = std::stoi(m[3]);
+        } else if (current != k_none && std::regex_search(line, m, used)) {
+            EntryResources& e = entries[current];
+            e.registers = std::stoi(m[1]);
+            if (std::regex_search(line, m, barriers)) e.barriers = std::stoi(m[1]);
+            if (std::regex_search(line, m, smem)) e.shared_bytes = std::stoi(m[1]);
         }
     }
 }
 
 Compiler::Compiler(fs::path cache_dir, fs::path dump_dir)
     : m_cache_dir(std::move(cache_dir)), m_dump_dir(std::move(dump_dir)) {
+    // NVRTC keeps its own compute cache: when it serves a cubin, ptxas does
+    // not run and its -v report (registers, spills) is missing from the log.
+    // Ours replaces it, keyed on everything that matters, so switch it off.
+    ::setenv("CUDA_CACHE_DISABLE", "1", 1);
     for (const auto* dir : {&m_cache_dir, &m_dump_dir}) {
         if (dir->empty()) continue;
         std::error_code ec;

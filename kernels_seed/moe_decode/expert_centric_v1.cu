@@ -19,12 +19,14 @@
 //   gemm_down    block (n-tile, expert): out_sorted = bf16(inter_sorted * Wd^T) over I.
 //   combine      y[t,h] = bf16( sum_k w[t,k] * out_sorted[slot_of_pair[t*K+k], h] ).
 //   The GEMMs are classic shared-memory tiled GEMMs on CUDA cores (no tensor
-//   cores yet: a later version adds them). A tile of TILE_K columns of the
-//   activation rows and of TILE_N weight rows is staged in shared memory as fp32,
-//   k-major, so each thread reads its TILE_M/16 x TILE_N/16 register tile's
-//   operands as float2/float4 (conflict-free, broadcast across the warp). The
-//   next tile's global loads are issued into registers before the current tile
-//   is consumed, so one tile of loads is in flight during the FMAs.
+//   cores yet: a later version adds them). A stage holds TILE_K columns of
+//   TILE_M activation rows and of TILE_N rows of each weight matrix, as bf16, in
+//   rows padded by 16 bytes; STAGES stages form a cp.async ring, so STAGES-1
+//   stages of loads are in flight while one is consumed (at decode the GEMMs are
+//   memory-bound: bytes in flight decide the speed). Each of the 256 threads
+//   owns a TILE_M/16 x TILE_N/16 register tile, rows ty*RM+i and columns tx+16j,
+//   and reads its operands 8 k at a time with 16-byte shared loads (conflict-free
+//   thanks to the padding; the rows of a warp's two ty are broadcasts).
 //   Blocks of experts with no pairs exit at once; weights of an expert are read
 //   once per TILE_M rows of its slots (at decode: once).
 //
@@ -58,7 +60,10 @@
 // @formats bf16
 // @tune TILE_M 16 32
 // @tune TILE_N 64 32 128
-// @constrain TILE_M % 16 == 0 && TILE_N % 16 == 0
+// @tune TILE_K 32 64
+// @tune STAGES 4 3 2
+// @constrain TILE_M % 16 == 0 && TILE_N % 16 == 0 && TILE_K % 8 == 0
+// @constrain STAGES * (TILE_M + 2 * TILE_N) * (TILE_K + 8) * 2 <= 49152  # gemm_gate_up's static shared memory
 // @scratch offsets i32 E+1
 // @scratch sorted_pairs i32 T*K
 // @scratch slot_of_pair i32 T*K
@@ -79,7 +84,12 @@
 #ifndef TILE_N
 #define TILE_N 64
 #endif
-#define TILE_K 32 // columns of the reduction dimension per shared-memory stage
+#ifndef TILE_K
+#define TILE_K 32
+#endif
+#ifndef STAGES
+#define STAGES 4
+#endif
 #define GEMM_THREADS 256
 
 #define EC_TK (NS_T * NS_K) // (token, expert) pairs = rows of the sorted buffers
@@ -168,90 +178,83 @@ extern "C" __global__ void __launch_bounds__(128) gather(const MoeDecodeParams p
 // ---------------------------------------------------------------------------
 // The tiled GEMM shared by gemm_gate_up (NB = 2 weight matrices) and gemm_down
 // (NB = 1): acc[b][i][j] = sum_kd A[m][kd] * B_b[n][kd] for the thread's rows
-// m = ty*RM + i and columns n = (j/RV)*16*RV + tx*RV + j%RV, where A is
-// `a_rows` rows of the sorted activations and B_b is `b_rows` weight rows, both
-// with row length KD. Columns come in groups of RV (up to 4) consecutive ones so
-// that 8 consecutive threads read 8 consecutive float4 of a shared-memory row:
-// no bank conflict, and the rows of ty and ty+1 in one warp are broadcasts.
+// m = ty*RM + i and columns n = tx + 16*j, where A is `a_rows` rows of the sorted
+// activations and B_b is `b_rows` weight rows, both with row length KD. Rows
+// past a_rows / b_rows and columns past KD are zero-filled.
 
-#define RM (TILE_M / 16) // rows of the register tile
-#define RN (TILE_N / 16) // columns of the register tile
-#define RV (RN < 4 ? RN : 4) // consecutive columns per group
-#define CHUNKS_PER_ROW (TILE_K / 8) // 16-byte chunks per row of a stage
-#define A_ITEMS ((TILE_M * CHUNKS_PER_ROW + GEMM_THREADS - 1) / GEMM_THREADS)
-#define B_ITEMS ((TILE_N * CHUNKS_PER_ROW + GEMM_THREADS - 1) / GEMM_THREADS)
+#define RM (TILE_M / 16)            // rows of the register tile
+#define RN (TILE_N / 16)            // columns of the register tile
+#define SROW (TILE_K + 8)           // shared row in bf16: +16 bytes spreads 8 rows over all banks
+#define CHUNKS (TILE_K / 8)         // 16-byte chunks per row of a stage
 
-// 8 bf16 of row `row` (of `rows`) from column `col` (of KD), zero outside.
-template <int KD, bool WEIGHT>
-__device__ __forceinline__ uint4 load8(const ns_bf16* base, int row, int rows, int col)
+__device__ __forceinline__ unsigned smem_u32(const void* ptr)
 {
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row >= rows) return v;
-    const ns_bf16* ptr = base + (size_t)row * KD + col;
-    if (KD % 8 == 0) {
-        if (col < KD) v = WEIGHT ? __ldg((const uint4*)ptr) : *(const uint4*)ptr;
-    } else {
-        unsigned short s[8];
+    return (unsigned)__cvta_generic_to_shared(ptr);
+}
+
+// 16 bytes global -> shared, bypassing L1; src_bytes = 0 writes zeros.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+__device__ __forceinline__ void widen8(uint4 v, float (&f)[8])
+{
+    f[0] = __uint_as_float(v.x << 16), f[1] = __uint_as_float(v.x & 0xffff0000u);
+    f[2] = __uint_as_float(v.y << 16), f[3] = __uint_as_float(v.y & 0xffff0000u);
+    f[4] = __uint_as_float(v.z << 16), f[5] = __uint_as_float(v.z & 0xffff0000u);
+    f[6] = __uint_as_float(v.w << 16), f[7] = __uint_as_float(v.w & 0xffff0000u);
+}
+
+// Copy `rows` x TILE_K bf16 (row length KD, `valid_rows` of them real) from
+// column k0 into a stage at `st`. Consecutive threads take consecutive 16-byte
+// chunks of a row, so a warp reads whole 64- or 128-byte row segments.
+template <int ROWS, int KD>
+__device__ __forceinline__ void load_rows(ns_bf16* st, const ns_bf16* src0, int valid_rows, int k0)
+{
+    constexpr int ITEMS = ROWS * CHUNKS;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) s[j] = col + j < KD ? ptr[j] : (unsigned short)0;
-        v.x = s[0] | ((unsigned)s[1] << 16);
-        v.y = s[2] | ((unsigned)s[3] << 16);
-        v.z = s[4] | ((unsigned)s[5] << 16);
-        v.w = s[6] | ((unsigned)s[7] << 16);
-    }
-    return v;
-}
-
-// Store 8 bf16 (columns kc..kc+7 of a row r) k-major as fp32: tile[kc+j][r].
-template <int LD>
-__device__ __forceinline__ void store8_kmajor(float* tile, int r, int kc, uint4 v)
-{
-    tile[(kc + 0) * LD + r] = __uint_as_float(v.x << 16);
-    tile[(kc + 1) * LD + r] = __uint_as_float(v.x & 0xffff0000u);
-    tile[(kc + 2) * LD + r] = __uint_as_float(v.y << 16);
-    tile[(kc + 3) * LD + r] = __uint_as_float(v.y & 0xffff0000u);
-    tile[(kc + 4) * LD + r] = __uint_as_float(v.z << 16);
-    tile[(kc + 5) * LD + r] = __uint_as_float(v.z & 0xffff0000u);
-    tile[(kc + 6) * LD + r] = __uint_as_float(v.w << 16);
-    tile[(kc + 7) * LD + r] = __uint_as_float(v.w & 0xffff0000u);
-}
-
-// Item `it` of a stage -> (row, chunk). Two consecutive threads read one full
-// 32-byte sector of a row; a warp covers 16 rows x 2 chunks, so the k-major
-// stores collide at most 2-way in a bank.
-__device__ __forceinline__ void item_coords(int it, int rows_in_tile, int& row, int& chunk)
-{
-    chunk = (it & 1) + 2 * (it / (2 * rows_in_tile));
-    row = (it >> 1) % rows_in_tile;
-}
-
-__device__ __forceinline__ void read_frag(const float* src, float* dst, int n)
-{
-    // n is a compile-time constant after inlining: 16-byte reads where possible.
-    if (n % 4 == 0) {
+    for (int q = 0; q < (ITEMS + GEMM_THREADS - 1) / GEMM_THREADS; ++q) {
+        const int it = threadIdx.x + q * GEMM_THREADS;
+        if (ITEMS % GEMM_THREADS != 0 && it >= ITEMS) break;
+        const int row = it / CHUNKS, col = k0 + 8 * (it % CHUNKS);
+        const ns_bf16* src = src0 + (size_t)row * KD + col;
+        const bool valid = row < valid_rows && col < KD;
+        ns_bf16* dst = st + row * SROW + 8 * (it % CHUNKS);
+        if constexpr (KD % 8 == 0) {
+            cp_async16(dst, valid ? (const void*)src : (const void*)src0, valid ? 16 : 0);
+        } else {
+            // Rows not 16-byte aligned: plain element loads, bounds per element.
+            unsigned short e[8];
 #pragma unroll
-        for (int q = 0; q < n / 4; ++q) {
-            const float4 v = ((const float4*)src)[q];
-            dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
+            for (int c = 0; c < 8; ++c) e[c] = valid && col + c < KD ? src[c] : (unsigned short)0;
+            *(uint4*)dst = make_uint4(e[0] | ((unsigned)e[1] << 16), e[2] | ((unsigned)e[3] << 16),
+                                      e[4] | ((unsigned)e[5] << 16), e[6] | ((unsigned)e[7] << 16));
         }
-    } else if (n % 2 == 0) {
-#pragma unroll
-        for (int q = 0; q < n / 2; ++q) {
-            const float2 v = ((const float2*)src)[q];
-            dst[2 * q] = v.x, dst[2 * q + 1] = v.y;
-        }
-    } else {
-#pragma unroll
-        for (int q = 0; q < n; ++q) dst[q] = src[q];
     }
+}
+
+// One stage: TILE_M rows of A, then TILE_N rows of each B_b.
+template <int NB, int KD>
+__device__ __forceinline__ void load_stage(ns_bf16* st, const ns_bf16* a, int a_rows, const ns_bf16* const (&b)[NB],
+                                           int b_rows, int k0)
+{
+    load_rows<TILE_M, KD>(st, a, a_rows, k0);
+#pragma unroll
+    for (int bi = 0; bi < NB; ++bi) load_rows<TILE_N, KD>(st + (TILE_M + bi * TILE_N) * SROW, b[bi], b_rows, k0);
 }
 
 template <int NB, int KD>
-__device__ __forceinline__ void gemm_tile(const ns_bf16* a, int a_rows, const ns_bf16* const* b, int b_rows,
-                                          float* As, float* Bs, float (&acc)[NB][RM][RN])
+__device__ __forceinline__ void gemm_tile(const ns_bf16* a, int a_rows, const ns_bf16* const (&b)[NB], int b_rows,
+                                          ns_bf16* smem, float (&acc)[NB][RM][RN])
 {
-    const int tid = threadIdx.x;
-    const int tx = tid % 16, ty = tid / 16;
+    constexpr int STAGE = (TILE_M + NB * TILE_N) * SROW; // bf16 per stage
+    constexpr int NK = (KD + TILE_K - 1) / TILE_K;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
 
 #pragma unroll
     for (int bi = 0; bi < NB; ++bi)
@@ -260,110 +263,57 @@ __device__ __forceinline__ void gemm_tile(const ns_bf16* a, int a_rows, const ns
 #pragma unroll
             for (int j = 0; j < RN; ++j) acc[bi][i][j] = 0.0f;
 
-    uint4 ra[A_ITEMS], rb[NB][B_ITEMS];
-    auto load_stage = [&](int k0) {
+    __syncthreads(); // the ring may still be read by the previous m-tile
 #pragma unroll
-        for (int q = 0; q < A_ITEMS; ++q) {
-            const int it = tid + q * GEMM_THREADS;
-            int row, ch;
-            item_coords(it, TILE_M, row, ch);
-            ra[q] = it < TILE_M * CHUNKS_PER_ROW ? load8<KD, false>(a, row, a_rows, k0 + 8 * ch)
-                                                 : make_uint4(0, 0, 0, 0);
-        }
-#pragma unroll
-        for (int bi = 0; bi < NB; ++bi)
-#pragma unroll
-            for (int q = 0; q < B_ITEMS; ++q) {
-                const int it = tid + q * GEMM_THREADS;
-                int row, ch;
-                item_coords(it, TILE_N, row, ch);
-                rb[bi][q] = it < TILE_N * CHUNKS_PER_ROW ? load8<KD, true>(b[bi], row, b_rows, k0 + 8 * ch)
-                                                         : make_uint4(0, 0, 0, 0);
-            }
-    };
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < NK) load_stage<NB, KD>(smem + s * STAGE, a, a_rows, b, b_rows, s * TILE_K);
+        cp_async_commit(); // (empty groups keep the count uniform)
+    }
 
-    load_stage(0);
-    for (int k0 = 0; k0 < KD; k0 += TILE_K) {
-        __syncthreads(); // the previous stage has been consumed
+#pragma unroll 1
+    for (int kt = 0; kt < NK; ++kt) {
+        cp_async_wait<STAGES - 2>(); // stage kt has landed (for this thread)...
+        __syncthreads();             // ...for all threads, and stage kt-1 is consumed
+        const int next = kt + STAGES - 1;
+        if (next < NK) load_stage<NB, KD>(smem + (next % STAGES) * STAGE, a, a_rows, b, b_rows, next * TILE_K);
+        cp_async_commit();
+
+        const ns_bf16* As = smem + (kt % STAGES) * STAGE;
+        const ns_bf16* Bs = As + TILE_M * SROW;
 #pragma unroll
-        for (int q = 0; q < A_ITEMS; ++q) {
-            const int it = tid + q * GEMM_THREADS;
-            if (it < TILE_M * CHUNKS_PER_ROW) {
-                int row, ch;
-                item_coords(it, TILE_M, row, ch);
-                store8_kmajor<TILE_M>(As, row, 8 * ch, ra[q]);
-            }
-        }
+        for (int kc = 0; kc < CHUNKS; ++kc) {
+            float af[RM][8];
 #pragma unroll
-        for (int bi = 0; bi < NB; ++bi)
+            for (int i = 0; i < RM; ++i) widen8(*(const uint4*)(As + (ty * RM + i) * SROW + 8 * kc), af[i]);
 #pragma unroll
-            for (int q = 0; q < B_ITEMS; ++q) {
-                const int it = tid + q * GEMM_THREADS;
-                if (it < TILE_N * CHUNKS_PER_ROW) {
-                    int row, ch;
-                    item_coords(it, TILE_N, row, ch);
-                    store8_kmajor<TILE_N>(Bs + bi * TILE_K * TILE_N, row, 8 * ch, rb[bi][q]);
+            for (int bi = 0; bi < NB; ++bi)
+#pragma unroll
+                for (int j = 0; j < RN; ++j) {
+                    float bf[8];
+                    widen8(*(const uint4*)(Bs + (bi * TILE_N + tx + 16 * j) * SROW + 8 * kc), bf);
+#pragma unroll
+                    for (int i = 0; i < RM; ++i)
+#pragma unroll
+                        for (int c = 0; c < 8; ++c) acc[bi][i][j] = fmaf(af[i][c], bf[c], acc[bi][i][j]);
                 }
-            }
-        __syncthreads();
-        if (k0 + TILE_K < KD) load_stage(k0 + TILE_K); // in flight during the FMAs below
-
-#pragma unroll 8
-        for (int kk = 0; kk < TILE_K; ++kk) {
-            float af[RM], bf[NB][RN];
-            read_frag(As + kk * TILE_M + ty * RM, af, RM);
-#pragma unroll
-            for (int bi = 0; bi < NB; ++bi)
-#pragma unroll
-                for (int g = 0; g < RN / RV; ++g)
-                    read_frag(Bs + (bi * TILE_K + kk) * TILE_N + g * 16 * RV + tx * RV, bf[bi] + g * RV, RV);
-#pragma unroll
-            for (int bi = 0; bi < NB; ++bi)
-#pragma unroll
-                for (int i = 0; i < RM; ++i)
-#pragma unroll
-                    for (int j = 0; j < RN; ++j) acc[bi][i][j] = fmaf(af[i], bf[bi][j], acc[bi][i][j]);
         }
     }
-}
-
-// Store one row's RN results, columns n0 + g*16*RV + c for group g, c < RV:
-// RV consecutive bf16 per group in one store when they are all inside N.
-template <int N>
-__device__ __forceinline__ void store_row(ns_bf16* dst, int n0, const float (&v)[RN])
-{
-#pragma unroll
-    for (int g = 0; g < RN / RV; ++g) {
-        const int n = n0 + g * 16 * RV;
-        const float* w = v + g * RV;
-        if constexpr (N % RV == 0 && RV == 4) {
-            if (n < N)
-                *(uint2*)(dst + n) = make_uint2(f32_to_bf16(w[0]) | ((unsigned)f32_to_bf16(w[1]) << 16),
-                                                f32_to_bf16(w[2]) | ((unsigned)f32_to_bf16(w[3]) << 16));
-        } else if constexpr (N % RV == 0 && RV == 2) {
-            if (n < N) *(unsigned*)(dst + n) = f32_to_bf16(w[0]) | ((unsigned)f32_to_bf16(w[1]) << 16);
-        } else {
-#pragma unroll
-            for (int c = 0; c < RV; ++c)
-                if (n + c < N) dst[n + c] = f32_to_bf16(w[c]);
-        }
-    }
+    cp_async_wait<0>();
 }
 
 // ---------------------------------------------------------------------------
 // 3. gemm_gate_up: inter_sorted[slot, i] = bf16( act(x_sorted[slot] . w_gate[e,i]) * (x_sorted[slot] . w_up[e,i]) )
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS) gemm_gate_up(const MoeDecodeParams p)
 {
-    __shared__ __align__(16) float As[TILE_K * TILE_M];
-    __shared__ __align__(16) float Bs[2 * TILE_K * TILE_N];
+    __shared__ __align__(16) ns_bf16 smem[STAGES * (TILE_M + 2 * TILE_N) * SROW];
     const int e = blockIdx.y;
     const int* offsets = (const int*)p.scratch[0];
     const int begin = offsets[e], count = offsets[e + 1] - begin;
     if (count == 0) return; // whole block: no barrier reached yet
 
     const int n0 = blockIdx.x * TILE_N;
-    const ns_bf16* b[2] = {(const ns_bf16*)p.w_gate + ((size_t)e * NS_I + n0) * NS_H,
-                           (const ns_bf16*)p.w_up + ((size_t)e * NS_I + n0) * NS_H};
+    const ns_bf16* const b[2] = {(const ns_bf16*)p.w_gate + ((size_t)e * NS_I + n0) * NS_H,
+                                 (const ns_bf16*)p.w_up + ((size_t)e * NS_I + n0) * NS_H};
     const int b_rows = min(TILE_N, NS_I - n0);
     const ns_bf16* x_sorted = (const ns_bf16*)p.scratch[3];
     ns_bf16* inter_sorted = (ns_bf16*)p.scratch[4];
@@ -371,15 +321,16 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS) gemm_gate_up(const Mo
 
     for (int m0 = 0; m0 < count; m0 += TILE_M) {
         float acc[2][RM][RN];
-        gemm_tile<2, NS_H>(x_sorted + (size_t)(begin + m0) * NS_H, min(TILE_M, count - m0), b, b_rows, As, Bs, acc);
+        gemm_tile<2, NS_H>(x_sorted + (size_t)(begin + m0) * NS_H, min(TILE_M, count - m0), b, b_rows, smem, acc);
 #pragma unroll
         for (int i = 0; i < RM; ++i) {
             const int m = m0 + ty * RM + i;
-            if (m < count) {
-                float v[RN];
+            if (m >= count) continue;
+            ns_bf16* row = inter_sorted + (size_t)(begin + m) * NS_I;
 #pragma unroll
-                for (int j = 0; j < RN; ++j) v[j] = activation(acc[0][i][j], p.activation) * acc[1][i][j];
-                store_row<NS_I>(inter_sorted + (size_t)(begin + m) * NS_I, n0 + tx * RV, v);
+            for (int j = 0; j < RN; ++j) {
+                const int n = n0 + tx + 16 * j;
+                if (n < NS_I) row[n] = f32_to_bf16(activation(acc[0][i][j], p.activation) * acc[1][i][j]);
             }
         }
     }
@@ -389,15 +340,14 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS) gemm_gate_up(const Mo
 // 4. gemm_down: out_sorted[slot, h] = bf16( inter_sorted[slot] . w_down[e,h] )
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS) gemm_down(const MoeDecodeParams p)
 {
-    __shared__ __align__(16) float As[TILE_K * TILE_M];
-    __shared__ __align__(16) float Bs[TILE_K * TILE_N];
+    __shared__ __align__(16) ns_bf16 smem[STAGES * (TILE_M + TILE_N) * SROW];
     const int e = blockIdx.y;
     const int* offsets = (const int*)p.scratch[0];
     const int begin = offsets[e], count = offsets[e + 1] - begin;
     if (count == 0) return; // whole block: no barrier reached yet
 
     const int n0 = blockIdx.x * TILE_N;
-    const ns_bf16* b[1] = {(const ns_bf16*)p.w_down + ((size_t)e * NS_H + n0) * NS_I};
+    const ns_bf16* const b[1] = {(const ns_bf16*)p.w_down + ((size_t)e * NS_H + n0) * NS_I};
     const int b_rows = min(TILE_N, NS_H - n0);
     const ns_bf16* inter_sorted = (const ns_bf16*)p.scratch[4];
     ns_bf16* out_sorted = (ns_bf16*)p.scratch[5];
@@ -405,11 +355,17 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS) gemm_down(const MoeDe
 
     for (int m0 = 0; m0 < count; m0 += TILE_M) {
         float acc[1][RM][RN];
-        gemm_tile<1, NS_I>(inter_sorted + (size_t)(begin + m0) * NS_I, min(TILE_M, count - m0), b, b_rows, As, Bs, acc);
+        gemm_tile<1, NS_I>(inter_sorted + (size_t)(begin + m0) * NS_I, min(TILE_M, count - m0), b, b_rows, smem, acc);
 #pragma unroll
         for (int i = 0; i < RM; ++i) {
             const int m = m0 + ty * RM + i;
-            if (m < count) store_row<NS_H>(out_sorted + (size_t)(begin + m) * NS_H, n0 + tx * RV, acc[0][i]);
+            if (m >= count) continue;
+            ns_bf16* row = out_sorted + (size_t)(begin + m) * NS_H;
+#pragma unroll
+            for (int j = 0; j < RN; ++j) {
+                const int n = n0 + tx + 16 * j;
+                if (n < NS_H) row[n] = f32_to_bf16(acc[0][i][j]);
+            }
         }
     }
 }

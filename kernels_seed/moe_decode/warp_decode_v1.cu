@@ -63,7 +63,9 @@
 // 16-byte weight loads in flight per lane before the first is used: 16 loads
 // are 64 registers and 8 KB per warp, which with ~16 resident warps per SM is
 // far more than the ~20 KB per SM that Little's law asks for at 3.35 TB/s.
+#ifndef WD_INFLIGHT
 #define WD_INFLIGHT 16
+#endif
 
 #define WD_CHUNKS_H (NS_H / 8)                 // 16-byte chunks in a row of w_gate/w_up
 #define WD_ITERS_H  ((WD_CHUNKS_H + 31) / 32)  // chunk iterations per lane
@@ -176,6 +178,10 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) gate_up(const MoeDecode
                 vu[r][jj] = ok ? ld_stream(wu[r] + 8 * c) : make_uint4(0, 0, 0, 0);
             }
         }
+        // ptxas schedules for few registers and would otherwise sink each load
+        // to just before its use (one or two loads in flight); a warp barrier is
+        // a memory-ordering point that loads cannot be moved below.
+        __syncwarp();
         // ...then consume it against x (cached, shared by the ROWS_PER_WARP rows).
 #pragma unroll
         for (int jj = 0; jj < WD_BATCH_GU; ++jj) {
@@ -224,65 +230,72 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) down(const MoeDecodePar
 
     const float* inter_t = (const float*)p.scratch[0] + (size_t)t * NS_K * NS_I;
 
+    // Routing of token t first, so that no weight load waits behind an id load.
+    int ek[NS_K];
+    float wk[NS_K];
+#pragma unroll
+    for (int k = 0; k < NS_K; ++k) {
+        ek[k] = p.topk_ids[t * NS_K + k];
+        wk[k] = p.topk_weights[t * NS_K + k];
+    }
+
     float acc[ROWS_PER_WARP];
 #pragma unroll
     for (int r = 0; r < ROWS_PER_WARP; ++r) acc[r] = 0.0f;
 
+#if NS_I % 8 == 0
+    // One flat loop over (k, chunk iteration), WD_BATCH_DN iterations a batch,
+    // so that a batch spans experts when a row of one expert is short (I = 704
+    // is 2.75 chunks a lane: 8 experts give 24 loads, not 3, to overlap).
+#pragma unroll
+    for (int qb = 0; qb < NS_K * WD_ITERS_I; qb += WD_BATCH_DN) {
+        uint4 v[ROWS_PER_WARP][WD_BATCH_DN];
+#pragma unroll
+        for (int qq = 0; qq < WD_BATCH_DN; ++qq) {
+            const int q = qb + qq, k = q / WD_ITERS_I, j = q % WD_ITERS_I;
+            const int c = lane + 32 * j;
+            const bool ok = q < NS_K * WD_ITERS_I && (j < WD_CHUNKS_I / 32 || c < WD_CHUNKS_I);
+#pragma unroll
+            for (int r = 0; r < ROWS_PER_WARP; ++r) {
+                const int h = min(h0 + r, NS_H - 1); // clamp: rows past H load a valid row, are not stored
+                const ns_bf16* row = (const ns_bf16*)p.w_down + ((size_t)ek[ok ? k : 0] * NS_H + h) * NS_I;
+                v[r][qq] = ok ? ld_stream(row + 8 * c) : make_uint4(0, 0, 0, 0);
+            }
+        }
+        __syncwarp(); // keep the batch's loads above their first use (see gate_up)
+#pragma unroll
+        for (int qq = 0; qq < WD_BATCH_DN; ++qq) {
+            const int q = qb + qq, k = q / WD_ITERS_I, j = q % WD_ITERS_I;
+            const int c = lane + 32 * j;
+            const bool ok = q < NS_K * WD_ITERS_I && (j < WD_CHUNKS_I / 32 || c < WD_CHUNKS_I);
+            if (ok) {
+                const float* a = inter_t + k * NS_I + 8 * c;
+                const float4 a0 = *(const float4*)a;
+                const float4 a1 = *(const float4*)(a + 4);
+                const float af[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+                // Each chunk's 8-term partial is weighted at once: one running
+                // sum per row and lane, one reduction per row at the end.
+#pragma unroll
+                for (int r = 0; r < ROWS_PER_WARP; ++r) acc[r] = fmaf(wk[k], dot8(v[r][qq], af, 0.0f), acc[r]);
+            }
+        }
+    }
+#else
+    // Scalar path for I not a multiple of 8 (rows not 16-byte aligned).
 #pragma unroll
     for (int k = 0; k < NS_K; ++k) {
-        const int e = p.topk_ids[t * NS_K + k];
-        const float wk = p.topk_weights[t * NS_K + k];
         const float* a = inter_t + k * NS_I;
-        const ns_bf16* wd[ROWS_PER_WARP];
-#pragma unroll
-        for (int r = 0; r < ROWS_PER_WARP; ++r) {
-            const int h = min(h0 + r, NS_H - 1); // clamp: rows past H load a valid row, are not stored
-            wd[r] = (const ns_bf16*)p.w_down + ((size_t)e * NS_H + h) * NS_I;
-        }
-        float s[ROWS_PER_WARP];
-#pragma unroll
-        for (int r = 0; r < ROWS_PER_WARP; ++r) s[r] = 0.0f;
-
-#if NS_I % 8 == 0
-#pragma unroll
-        for (int jb = 0; jb < WD_ITERS_I; jb += WD_BATCH_DN) {
-            uint4 v[ROWS_PER_WARP][WD_BATCH_DN];
-#pragma unroll
-            for (int jj = 0; jj < WD_BATCH_DN; ++jj) {
-                const int j = jb + jj;
-                const int c = lane + 32 * j;
-                const bool ok = j < WD_ITERS_I && (j < WD_CHUNKS_I / 32 || c < WD_CHUNKS_I);
-#pragma unroll
-                for (int r = 0; r < ROWS_PER_WARP; ++r)
-                    v[r][jj] = ok ? ld_stream(wd[r] + 8 * c) : make_uint4(0, 0, 0, 0);
-            }
-#pragma unroll
-            for (int jj = 0; jj < WD_BATCH_DN; ++jj) {
-                const int j = jb + jj;
-                const int c = lane + 32 * j;
-                const bool ok = j < WD_ITERS_I && (j < WD_CHUNKS_I / 32 || c < WD_CHUNKS_I);
-                if (ok) {
-                    const float4 a0 = *(const float4*)(a + 8 * c);
-                    const float4 a1 = *(const float4*)(a + 8 * c + 4);
-                    const float af[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-#pragma unroll
-                    for (int r = 0; r < ROWS_PER_WARP; ++r) s[r] = dot8(v[r][jj], af, s[r]);
-                }
-            }
-        }
-#else
-        // Scalar path for I not a multiple of 8 (rows not 16-byte aligned).
         for (int i = lane; i < NS_I; i += 32) {
             const float av = a[i];
 #pragma unroll
-            for (int r = 0; r < ROWS_PER_WARP; ++r) s[r] = fmaf(bf16_to_f32(wd[r][i]), av, s[r]);
+            for (int r = 0; r < ROWS_PER_WARP; ++r) {
+                const int h = min(h0 + r, NS_H - 1);
+                const ns_bf16* row = (const ns_bf16*)p.w_down + ((size_t)ek[k] * NS_H + h) * NS_I;
+                acc[r] = fmaf(wk[k], bf16_to_f32(row[i]) * av, acc[r]);
+            }
         }
-#endif
-        // Per-lane partial sums are weighted here, so each row needs one
-        // reduction in all, not one per expert.
-#pragma unroll
-        for (int r = 0; r < ROWS_PER_WARP; ++r) acc[r] = fmaf(wk, s[r], acc[r]);
     }
+#endif
 
     ns_bf16* yt = p.y + (size_t)t * NS_H;
 #pragma unroll

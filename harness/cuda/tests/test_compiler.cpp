@@ -43,6 +43,18 @@ TEST_F(CompilerTest, CompilesForSm90WithoutAGpuAndReportsResources) {
     EXPECT_FALSE(result.from_cache);
 }
 
+// NVRTC's own compute cache would skip ptxas on the second compile and drop
+// its resource report; the compiler must report resources every time.
+TEST_F(CompilerTest, ResourcesAreReportedOnEveryCompileInOneProcess) {
+    Compiler compiler;
+    for (int i = 0; i < 3; ++i) {
+        CompileResult result = compiler.compile(request());
+        ASSERT_TRUE(result.ok);
+        ASSERT_EQ(result.entries.size(), 1u) << "compile " << i << "\n" << result.log;
+        EXPECT_GT(result.entries[0].registers, 0);
+    }
+}
+
 TEST_F(CompilerTest, ACompileErrorIsDataWithTheLog) {
     Compiler compiler;
     CompileResult result = compiler.compile(request("extern \"C\" __global__ void broken(int* p) { p[0] = undefined_name; }\n"));
