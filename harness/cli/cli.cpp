@@ -3,6 +3,9 @@
 #include "harness/cli/commands.h"
 #include "harness/core/error.h"
 #include "harness/cuda/driver_api.h"
+#include "harness/research/run.h"
+#include "harness/research/strategy.h"
+#include "harness/worker/worker.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -76,6 +79,32 @@ int run(int argc, char** argv) {
     doctor_cmd->add_option("--gpu", doctor_options.gpu, "GPU ordinal")->capture_default_str();
     doctor_cmd->add_flag("--remeasure-bandwidth", doctor_options.remeasure_bandwidth, "measure again");
 
+    research::RunOptions run_options;
+    double candidate_seconds = 60;
+    bool no_progress = false;
+    std::string plan_path, db_path = "results.db", record_path;
+    auto* run_cmd = app.add_subcommand("run", "run a research plan: loops propose, verify, time and record until the budget ends");
+    run_cmd->add_option("plan", plan_path, "plan file (plans/*.md)")->required();
+    run_cmd->add_option("--db", db_path, "results database")->capture_default_str();
+    run_cmd->add_option("--loops", run_options.loops, "parallel loops in this process")->capture_default_str();
+    run_cmd->add_option("--gpus", run_options.gpus, "GPU ordinals, one worker each, e.g. 0,1")->delimiter(',');
+    run_cmd->add_option("--hours", run_options.hours, "time budget (overrides the plan)");
+    run_cmd->add_option("--minutes", run_options.minutes, "time budget (overrides the plan)");
+    run_cmd->add_option("--experiments", run_options.experiments, "experiment budget (overrides the plan)");
+    run_cmd->add_option("--resume", run_options.resume_run, "continue run ID after an interruption");
+    run_cmd->add_option("--evaluator", run_options.evaluator, "gpu, or replay:FILE to serve recorded measurements")
+        ->capture_default_str();
+    run_cmd->add_option("--record", record_path, "append every GPU measurement to FILE (for --evaluator replay:FILE)");
+    run_cmd->add_option("--candidate-timeout", candidate_seconds, "seconds before the watchdog kills a worker")
+        ->capture_default_str();
+    run_cmd->add_option("--seed", run_options.seed, "input seed (default: fresh, recorded)");
+    run_cmd->add_flag("--no-progress", no_progress, "no live status line or per-experiment lines");
+    run_cmd->footer("Search strategies (plan [tuner] strategy = NAME, options as keys):\n" + research::strategies_help());
+
+    int worker_gpu = 0;
+    auto* worker_cmd = app.add_subcommand("worker", "serve evaluation requests on stdin/stdout for one GPU (started by run)");
+    worker_cmd->add_option("--gpu", worker_gpu, "GPU ordinal")->capture_default_str();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -92,6 +121,18 @@ int run(int argc, char** argv) {
             return compile(compile_options);
         }
         if (*doctor_cmd) return doctor(doctor_options);
+        if (*run_cmd) {
+            run_options.plan_path = plan_path;
+            run_options.db_path = db_path;
+            run_options.record_path = record_path;
+            run_options.progress = !no_progress;
+            run_options.candidate_limit = std::chrono::milliseconds(static_cast<long long>(candidate_seconds * 1000));
+            auto summary = research::run_plan(run_options);
+            fmt::print("run {} {}: {} experiments, {} failed; query it in {}\n", summary.run_id, summary.status,
+                       summary.experiments, summary.failures, db_path);
+            return summary.status == "finished" ? 0 : 130;
+        }
+        if (*worker_cmd) return worker::serve(worker_gpu, std::cin, std::cout);
     } catch (const InputError& e) {
         std::cerr << "error: " << e.what() << "\n";
         return 2;

@@ -6,6 +6,7 @@
 #include "harness/cuda/device.h"
 #include "harness/cuda/driver_api.h"
 #include "harness/evaluate/evaluate.h"
+#include "harness/evaluate/evaluation_json.h"
 #include "harness/kernels/kernel_file.h"
 #include "harness/timing/timer.h"
 #include "verifier/moe_decode/presets.h"
@@ -34,40 +35,10 @@ std::string knobs_text(const kernels::Symbols& knobs) {
     return text.empty() ? "-" : text;
 }
 
-json stats_json(const timing::Stats& s) {
-    return {{"median_us", s.median_us}, {"min_us", s.min_us}, {"max_us", s.max_us}, {"q1_us", s.q1_us},
-            {"q3_us", s.q3_us},         {"cv", s.cv},         {"samples_us", s.samples_us}};
-}
-
 json evaluation_json(const std::string& kernel, int batch, const evaluate::Evaluation& e) {
-    json resources = json::array();
-    for (const auto& r : e.resources) {
-        resources.push_back({{"entry", r.name}, {"registers", r.registers}, {"stack_bytes", r.stack_bytes},
-                             {"spill_store_bytes", r.spill_store_bytes}, {"spill_load_bytes", r.spill_load_bytes},
-                             {"shared_bytes", r.shared_bytes}});
-    }
-    json row = {{"kernel", kernel},
-                {"batch", batch},
-                {"problem", e.problem},
-                {"knobs", e.knobs},
-                {"status", evaluate::to_string(e.status)},
-                {"message", e.message},
-                {"bytes", e.bytes},
-                {"flops", e.flops},
-                {"resources", resources},
-                {"compile_cached", e.compile_cached},
-                {"rel_l2_vs_fp64", e.comparison.rel_l2},
-                {"max_abs_over_rms", e.comparison.max_abs_over_rms}};
-    if (e.status == evaluate::Status::ok) {
-        row["timing"] = stats_json(e.timing);
-        row["speed_of_light"] = stats_json(e.speed_of_light);
-        row["copy_gb_per_s"] = e.copy_gb_per_s;
-        row["copy_floor_us"] = e.copy_floor_us();
-        row["fraction_of_copy_floor"] = e.fraction_of_copy_floor();
-        row["fraction_of_speed_of_light"] = e.fraction_of_speed_of_light();
-        row["achieved_gb_per_s"] = e.achieved_gb_per_s();
-    }
-    if (!e.log.empty()) row["log"] = e.log;
+    json row = evaluate::to_json(e);
+    row["kernel"] = kernel;
+    row["batch"] = batch;
     return row;
 }
 

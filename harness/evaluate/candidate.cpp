@@ -47,7 +47,7 @@ cuda::CompileRequest compile_request(const kernels::KernelFile& file, const kern
 
 Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& knob_overrides,
                      verifier::Problem& problem, const verifier::OpSpec& spec, const cuda::Device& device,
-                     const cuda::Compiler& compiler) {
+                     const cuda::Compiler& compiler, const cuda::CompileResult* precompiled) {
     if (file.op != spec.name()) {
         throw InputError(fmt::format("{}: @op is '{}', but the problem is '{}'", file.path, file.op, spec.name()));
     }
@@ -64,8 +64,9 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
         }
     }
 
-    m_compiled = compiler.compile(
-        compile_request(file, m_knobs, problem.compile_defines(), device.info().arch(), spec.params_dir()));
+    m_compiled = precompiled ? *precompiled
+                             : compiler.compile(compile_request(file, m_knobs, problem.compile_defines(),
+                                                                device.info().arch(), spec.params_dir()));
     if (!m_compiled.ok) {
         throw CandidateError(Status::compile_error, fmt::format("{} does not compile", file.path), m_compiled.log);
     }

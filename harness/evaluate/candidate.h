@@ -47,9 +47,12 @@ cuda::CompileRequest compile_request(const kernels::KernelFile& file, const kern
 class Candidate {
 public:
     // Throws CandidateError (compile_error, rejected, launch_error) or
-    // InputError for knob overrides the file does not declare.
+    // InputError for knob overrides the file does not declare. With
+    // `precompiled` (a cubin the orchestrator built for this exact request),
+    // nothing is compiled here.
     Candidate(const kernels::KernelFile& file, const kernels::Symbols& knob_overrides, verifier::Problem& problem,
-              const verifier::OpSpec& spec, const cuda::Device& device, const cuda::Compiler& compiler);
+              const verifier::OpSpec& spec, const cuda::Device& device, const cuda::Compiler& compiler,
+              const cuda::CompileResult* precompiled = nullptr);
 
     void enqueue(CUstream stream) const;
 

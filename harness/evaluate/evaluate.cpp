@@ -33,7 +33,7 @@ Evaluator::Evaluator(const cuda::Device& device, const cuda::Compiler& compiler,
 
 Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::Symbols& knob_overrides,
                                verifier::Problem& problem, const verifier::OpSpec& spec,
-                               const EvaluateOptions& options) {
+                               const EvaluateOptions& options, const cuda::CompileResult* precompiled) {
     Evaluation result;
     result.problem = problem.label();
     result.bytes = problem.bytes();
@@ -42,7 +42,7 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
 
     std::unique_ptr<Candidate> candidate;
     try {
-        candidate = std::make_unique<Candidate>(file, knob_overrides, problem, spec, m_device, m_compiler);
+        candidate = std::make_unique<Candidate>(file, knob_overrides, problem, spec, m_device, m_compiler, precompiled);
     } catch (const CandidateError& e) {
         result.status = e.status();
         result.message = e.what();
@@ -103,7 +103,12 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
         return result;
     }
     if (options.time_speed_of_light) {
-        result.speed_of_light = m_timer.time_read(static_cast<std::size_t>(result.bytes), options.timing);
+        auto bytes = static_cast<std::size_t>(result.bytes);
+        auto found = m_speed_of_light.find(bytes);
+        if (found == m_speed_of_light.end()) {
+            found = m_speed_of_light.emplace(bytes, m_timer.time_read(bytes, options.timing)).first;
+        }
+        result.speed_of_light = found->second;
     }
     return result;
 }

@@ -8,6 +8,7 @@
 #include "harness/timing/timer.h"
 #include "verifier/compare.h"
 
+#include <map>
 #include <string>
 
 namespace nightshift::evaluate {
@@ -54,13 +55,17 @@ public:
     // lost CUDA context (a faulting kernel) escape as cuda::DriverError after
     // recording nothing: the process must be replaced.
     Evaluation evaluate(const kernels::KernelFile& file, const kernels::Symbols& knob_overrides,
-                        verifier::Problem& problem, const verifier::OpSpec& spec, const EvaluateOptions& options);
+                        verifier::Problem& problem, const verifier::OpSpec& spec, const EvaluateOptions& options,
+                        const cuda::CompileResult* precompiled = nullptr);
 
 private:
     const cuda::Device& m_device;
     const cuda::Compiler& m_compiler;
     timing::Timer& m_timer;
     double m_copy_gb_per_s;
+    // The speed-of-light read depends only on the byte count: measured once
+    // per count and process, with the same repetitions as the first asker.
+    std::map<std::size_t, timing::Stats> m_speed_of_light;
 };
 
 } // namespace nightshift::evaluate

@@ -20,8 +20,12 @@
 //   The op is memory-bound at decode (Gemma 4, T=1: 95 MB of routed weights
 //   for 4.6 MFLOP), so the whole design serves one goal: many independent
 //   16-byte weight loads in flight. The shapes arrive as NS_* defines, so every
-//   trip count is a compile-time constant: the loops unroll completely and each
-//   warp issues WD_INFLIGHT 16-byte loads per lane before it uses the first.
+//   trip count is a compile-time constant and the loops unroll completely; the
+//   source loads a batch of WD_INFLIGHT 16-byte chunks per lane before using
+//   any. (ptxas may still interleave the loads with the FMAs to save registers;
+//   the many resident warps cover that: at Gemma 4, T=1, batches of 16 or 24,
+//   and a build whose SASS had all 16 loads ahead of the first FMA, all timed
+//   the same on an H200.)
 //   Weights are streamed with ld.global.nc.L1::no_allocate (read once, keep them
 //   out of L1 so x and inter stay there); x and inter are small and read plainly.
 //
@@ -178,10 +182,6 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) gate_up(const MoeDecode
                 vu[r][jj] = ok ? ld_stream(wu[r] + 8 * c) : make_uint4(0, 0, 0, 0);
             }
         }
-        // ptxas schedules for few registers and would otherwise sink each load
-        // to just before its use (one or two loads in flight); a warp barrier is
-        // a memory-ordering point that loads cannot be moved below.
-        __syncwarp();
         // ...then consume it against x (cached, shared by the ROWS_PER_WARP rows).
 #pragma unroll
         for (int jj = 0; jj < WD_BATCH_GU; ++jj) {
@@ -252,17 +252,17 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) down(const MoeDecodePar
         uint4 v[ROWS_PER_WARP][WD_BATCH_DN];
 #pragma unroll
         for (int qq = 0; qq < WD_BATCH_DN; ++qq) {
-            const int q = qb + qq, k = q / WD_ITERS_I, j = q % WD_ITERS_I;
+            const int q = qb + qq, j = q % WD_ITERS_I;
+            const int k = q < NS_K * WD_ITERS_I ? q / WD_ITERS_I : 0; // compile-time: ek[] stays in registers
             const int c = lane + 32 * j;
             const bool ok = q < NS_K * WD_ITERS_I && (j < WD_CHUNKS_I / 32 || c < WD_CHUNKS_I);
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; ++r) {
                 const int h = min(h0 + r, NS_H - 1); // clamp: rows past H load a valid row, are not stored
-                const ns_bf16* row = (const ns_bf16*)p.w_down + ((size_t)ek[ok ? k : 0] * NS_H + h) * NS_I;
+                const ns_bf16* row = (const ns_bf16*)p.w_down + ((size_t)ek[k] * NS_H + h) * NS_I;
                 v[r][qq] = ok ? ld_stream(row + 8 * c) : make_uint4(0, 0, 0, 0);
             }
         }
-        __syncwarp(); // keep the batch's loads above their first use (see gate_up)
 #pragma unroll
         for (int qq = 0; qq < WD_BATCH_DN; ++qq) {
             const int q = qb + qq, k = q / WD_ITERS_I, j = q % WD_ITERS_I;
