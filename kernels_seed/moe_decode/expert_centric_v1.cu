@@ -214,8 +214,8 @@ __device__ __forceinline__ void widen8(uint4 v, float (&f)[8])
     f[6] = __uint_as_float(v.w << 16), f[7] = __uint_as_float(v.w & 0xffff0000u);
 }
 
-// Copy `rows` x TILE_K bf16 (row length KD, `valid_rows` of them real) from
-// column k0 into a stage at `st`. Consecutive threads take consecutive 16-byte
+// Copy ROWS x TILE_K bf16 (row length KD, the first `valid_rows` rows real, the
+// rest zeros) from column k0 into a stage at `st`. Consecutive threads take consecutive 16-byte
 // chunks of a row, so a warp reads whole 64- or 128-byte row segments.
 template <int ROWS, int KD>
 __device__ __forceinline__ void load_rows(ns_bf16* st, const ns_bf16* src0, int valid_rows, int k0)

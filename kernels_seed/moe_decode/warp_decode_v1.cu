@@ -15,10 +15,11 @@
 //            r to the fp32 scratch inter[(t*K+k)*I + i].
 //   down:    block (x) = token t, warp = ROWS_PER_WARP consecutive rows h. For
 //            every k the lanes stride over I in 16-byte chunks of w_down[e,h,:]
-//            against inter[t,k,:] (two float4), accumulating w[t,k] * partial in
-//            fp32; one shuffle reduction per row at the end, then bf16 to y.
-//   The op is memory-bound at decode (Gemma 4, T=1: 95 MB of routed weights
-//   for 4.6 MFLOP), so the whole design serves one goal: many independent
+//            against inter[t,k,:] (two float4); each chunk's 8-term partial is
+//            weighted by w[t,k] into one fp32 sum per lane; one shuffle
+//            reduction per row at the end, then bf16 to y.
+//   The op is memory-bound at decode (Gemma 4, T=1: 95 MB of routed weights,
+//   one FMA per 2-byte weight), so the whole design serves one goal: many independent
 //   16-byte weight loads in flight. The shapes arrive as NS_* defines, so every
 //   trip count is a compile-time constant and the loops unroll completely; the
 //   source loads a batch of WD_INFLIGHT 16-byte chunks per lane before using
@@ -64,9 +65,9 @@
 #define ROWS_PER_WARP 1
 #endif
 
-// 16-byte weight loads in flight per lane before the first is used: 16 loads
-// are 64 registers and 8 KB per warp, which with ~16 resident warps per SM is
-// far more than the ~20 KB per SM that Little's law asks for at 3.35 TB/s.
+// 16-byte weight loads per lane issued as one batch before any is used: 16
+// loads are 64 registers and 8 KB per warp; with ~16 resident warps per SM that
+// is far more than the ~20 KB per SM that Little's law asks for at 3.35 TB/s.
 #ifndef WD_INFLIGHT
 #define WD_INFLIGHT 16
 #endif
@@ -265,7 +266,8 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) down(const MoeDecodePar
         }
 #pragma unroll
         for (int qq = 0; qq < WD_BATCH_DN; ++qq) {
-            const int q = qb + qq, k = q / WD_ITERS_I, j = q % WD_ITERS_I;
+            const int q = qb + qq, j = q % WD_ITERS_I;
+            const int k = q < NS_K * WD_ITERS_I ? q / WD_ITERS_I : 0;
             const int c = lane + 32 * j;
             const bool ok = q < NS_K * WD_ITERS_I && (j < WD_CHUNKS_I / 32 || c < WD_CHUNKS_I);
             if (ok) {

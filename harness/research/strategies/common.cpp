@@ -35,8 +35,8 @@ std::string option_names(const StrategyInfo& info) {
 OptionReader::OptionReader(const StrategyInfo& info, const StrategyOptions& given) : m_info(info), m_given(given) {
     for (const auto& [key, value] : given) {
         if (find_option(info, key) == nullptr) {
-            throw InputError(fmt::format("strategy '{}' has no option '{}'; valid options: {}", info.name, key,
-                                         option_names(info)));
+            throw InputError(
+                fmt::format("strategy '{}' has no option '{}'; valid options: {}", info.name, key, option_names(info)));
         }
     }
 }
@@ -44,12 +44,14 @@ OptionReader::OptionReader(const StrategyInfo& info, const StrategyOptions& give
 std::string_view OptionReader::text(std::string_view key) const {
     if (auto it = m_given.find(key); it != m_given.end()) return it->second;
     const StrategyOption* option = find_option(m_info, key);
-    if (option == nullptr) throw std::logic_error(fmt::format("strategy '{}' reads undeclared option '{}'", m_info.name, key));
+    if (option == nullptr)
+        throw std::logic_error(fmt::format("strategy '{}' reads undeclared option '{}'", m_info.name, key));
     return option->default_value;
 }
 
 void OptionReader::fail(std::string_view key, std::string_view requirement) const {
-    throw InputError(fmt::format("strategy '{}': option '{}' must be {}, got '{}'", m_info.name, key, requirement, text(key)));
+    throw InputError(
+        fmt::format("strategy '{}': option '{}' must be {}, got '{}'", m_info.name, key, requirement, text(key)));
 }
 
 int OptionReader::integer(std::string_view key, int min, int max) const {
@@ -144,7 +146,8 @@ KnobAxes::KnobAxes(const std::vector<kernels::Symbols>& space) {
 std::size_t KnobAxes::position(std::size_t knob, int64_t value) const {
     const std::vector<int64_t>& list = m_values.at(knob);
     const auto it = std::lower_bound(list.begin(), list.end(), value);
-    if (it == list.end() || *it != value) throw std::out_of_range(fmt::format("knob {} has no value {}", m_names[knob], value));
+    if (it == list.end() || *it != value)
+        throw std::out_of_range(fmt::format("knob {} has no value {}", m_names[knob], value));
     return static_cast<std::size_t>(it - list.begin());
 }
 

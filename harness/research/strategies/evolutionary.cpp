@@ -23,7 +23,8 @@ constexpr int k_attempts = 64; // redraws before falling back to a random point
 class Evolutionary final : public Strategy {
 public:
     Evolutionary(int population, int generations, int repetitions)
-        : m_population(population), m_budget(static_cast<int64_t>(population) * generations), m_repetitions(repetitions) {}
+        : m_population(population), m_budget(static_cast<int64_t>(population) * generations),
+          m_repetitions(repetitions) {}
 
     std::string name() const override { return "evolutionary"; }
 

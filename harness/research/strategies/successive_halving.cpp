@@ -39,7 +39,9 @@ public:
     std::optional<Proposal> next(const std::vector<kernels::Symbols>& space, const std::vector<Trial>& history,
                                  std::mt19937_64& rng) override {
         const Observations observations(space, history);
-        auto result = [&](std::size_t point, int repetitions) { return rung_result(observations[point], history, repetitions); };
+        auto result = [&](std::size_t point, int repetitions) {
+            return rung_result(observations[point], history, repetitions);
+        };
 
         // Rung 0: every point already screened belongs, whoever screened it.
         std::vector<std::size_t> rung;
@@ -49,7 +51,8 @@ public:
         }
         if (!unscreened.empty()) {
             if (!m_initial) return Proposal{space[unscreened.front()], m_screen};
-            if (rung.size() < static_cast<std::size_t>(*m_initial)) return Proposal{space[pick(unscreened, rng)], m_screen};
+            if (rung.size() < static_cast<std::size_t>(*m_initial))
+                return Proposal{space[pick(unscreened, rng)], m_screen};
         }
 
         int repetitions = m_screen;
@@ -60,7 +63,7 @@ public:
                 if (r.kind == RungResult::Kind::ok) timed.emplace_back(r.median_us, point);
             }
             if (timed.empty()) return std::nullopt; // everything failed: nothing to confirm
-            std::sort(timed.begin(), timed.end()); // ties in space order
+            std::sort(timed.begin(), timed.end());  // ties in space order
             const std::size_t keep = std::max<std::size_t>(1, timed.size() / static_cast<std::size_t>(m_eta));
             std::vector<std::size_t> survivors;
             for (std::size_t i = 0; i < keep; ++i) survivors.push_back(timed[i].second);
@@ -68,7 +71,8 @@ public:
             repetitions = keep == 1 ? m_max : static_cast<int>(std::min<int64_t>(scaled, m_max));
             rung = std::move(survivors);
             for (std::size_t point : rung) { // best first: the likeliest winner is confirmed soonest
-                if (result(point, repetitions).kind == RungResult::Kind::pending) return Proposal{space[point], repetitions};
+                if (result(point, repetitions).kind == RungResult::Kind::pending)
+                    return Proposal{space[point], repetitions};
             }
         }
         return std::nullopt;
@@ -83,7 +87,8 @@ private:
         for (std::size_t t : point.trials) {
             const Trial& trial = history[t];
             if (!trial.median_us && trial.repetitions <= repetitions) return {RungResult::Kind::failed};
-            if (trial.repetitions >= repetitions && (decisive == nullptr || trial.repetitions < decisive->repetitions)) {
+            if (trial.repetitions >= repetitions &&
+                (decisive == nullptr || trial.repetitions < decisive->repetitions)) {
                 decisive = &trial;
             }
         }

@@ -48,9 +48,11 @@ public:
         m_penalty.push_back(0.0); // the intercept
         for (std::size_t k : m_knobs) {
             m_penalty.insert(m_penalty.end(), 2, k_ridge_smooth);
-            if (m_axes.values(k).size() > 2) m_penalty.insert(m_penalty.end(), m_axes.values(k).size(), k_ridge_per_value);
+            if (m_axes.values(k).size() > 2)
+                m_penalty.insert(m_penalty.end(), m_axes.values(k).size(), k_ridge_per_value);
         }
-        if (m_knobs.size() >= 2) m_penalty.insert(m_penalty.end(), m_knobs.size() * (m_knobs.size() - 1) / 2, k_ridge_smooth);
+        if (m_knobs.size() >= 2)
+            m_penalty.insert(m_penalty.end(), m_knobs.size() * (m_knobs.size() - 1) / 2, k_ridge_smooth);
     }
 
     std::size_t size() const { return m_penalty.size(); }
@@ -80,8 +82,8 @@ public:
 
 private:
     KnobAxes m_axes;
-    std::vector<std::size_t> m_knobs;  // knobs with a choice
-    std::vector<double> m_penalty;     // per feature
+    std::vector<std::size_t> m_knobs; // knobs with a choice
+    std::vector<double> m_penalty;    // per feature
 };
 
 // Solves A w = b for symmetric positive definite A (n x n, row-major) by Cholesky.
@@ -147,7 +149,8 @@ private:
     static std::vector<double> fit(const std::vector<kernels::Symbols>& space, const Observations& observations,
                                    const Features& features) {
         double slowest = -std::numeric_limits<double>::infinity();
-        for (std::size_t point : observations.ranked()) slowest = std::max(slowest, std::log(*observations[point].median_us));
+        for (std::size_t point : observations.ranked())
+            slowest = std::max(slowest, std::log(*observations[point].median_us));
 
         const std::size_t n = features.size();
         std::vector<double> gram(n * n, 0.0), rhs(n, 0.0);

@@ -117,7 +117,7 @@ struct SearchRun {
 // contract on each proposal: inside the space, never a point that failed,
 // never one already evaluated at the requested repetitions or more.
 SearchRun drive(Strategy& strategy, const Space& space, const Cost& cost, std::vector<Trial> history = {},
-          uint64_t seed = 1, int limit = 200) {
+                uint64_t seed = 1, int limit = 200) {
     std::mt19937_64 rng(seed);
     SearchRun run{{}, std::move(history), false};
     const std::set<Symbols> points(space.begin(), space.end());
@@ -140,13 +140,14 @@ SearchRun drive(Strategy& strategy, const Space& space, const Cost& cost, std::v
             if (trial.knobs != proposal->knobs) continue;
             if (!trial.median_us) ADD_FAILURE() << "re-proposed a point that failed";
             if (trial.repetitions >= proposal->repetitions) {
-                ADD_FAILURE() << "re-proposed a point at " << proposal->repetitions << " repetitions, already evaluated at "
-                              << trial.repetitions;
+                ADD_FAILURE() << "re-proposed a point at " << proposal->repetitions
+                              << " repetitions, already evaluated at " << trial.repetitions;
             }
         }
         if (testing::Test::HasFailure()) break;
         run.proposals.push_back(*proposal);
-        run.history.push_back(Trial{proposal->knobs, cost(proposal->knobs, proposal->repetitions), proposal->repetitions});
+        run.history.push_back(
+            Trial{proposal->knobs, cost(proposal->knobs, proposal->repetitions), proposal->repetitions});
     }
     return run;
 }
@@ -204,7 +205,7 @@ TEST_P(StrategyContract, SkipsTrialsFromOtherLoops) {
     others.push_back({k_small_best, small_cost(k_small_best, 1000), 1000});
     others.push_back({space[1], std::nullopt, 0}); // compile errors: no timing at all
     others.push_back({space[2], std::nullopt, 0});
-    others.push_back({space[3], small_cost(space[3], 2), 2}); // a cheap screen: may be re-timed, at more
+    others.push_back({space[3], small_cost(space[3], 2), 2});       // a cheap screen: may be re-timed, at more
     others.push_back({{{"A", 3}, {"B", 32}, {"C", 3}}, 1.0, 1000}); // a point the space no longer has
     const std::size_t prefilled = others.size();
 
@@ -331,9 +332,11 @@ TEST(StrategySuccessiveHalving, ResumesFromHistoryAlone) {
     const Space space = small_space();
     const SearchRun whole = drive(*make("successive_halving"), space, small_cost);
     ASSERT_TRUE(whole.finished);
-    for (std::size_t cut : {std::size_t{1}, std::size_t{37}, space.size(), space.size() + 5, whole.proposals.size() - 1}) {
+    for (std::size_t cut :
+         {std::size_t{1}, std::size_t{37}, space.size(), space.size() + 5, whole.proposals.size() - 1}) {
         SCOPED_TRACE(testing::Message() << "resumed after " << cut);
-        const std::vector<Trial> partial(whole.history.begin(), whole.history.begin() + static_cast<std::ptrdiff_t>(cut));
+        const std::vector<Trial> partial(whole.history.begin(),
+                                         whole.history.begin() + static_cast<std::ptrdiff_t>(cut));
         const SearchRun rest = drive(*make("successive_halving"), space, small_cost, partial, 99);
         EXPECT_TRUE(rest.finished);
         ASSERT_EQ(cut + rest.proposals.size(), whole.proposals.size());
@@ -390,7 +393,7 @@ TEST(StrategySuccessiveHalving, PointFailingAtALaterRungIsDroppedNotRetried) {
 TEST(StrategySuccessiveHalving, SingleSurvivorGoesStraightToMaxRepetitions) {
     const Space space = product({{"A", {1, 2, 4, 8}}});
     const SearchRun run = drive(*make("successive_halving", {{"max_repetitions", "100"}}), space,
-                          [](const Symbols& p, int) { return 10.0 + static_cast<double>(p.at("A")); });
+                                [](const Symbols& p, int) { return 10.0 + static_cast<double>(p.at("A")); });
     ASSERT_TRUE(run.finished);
     ASSERT_EQ(run.proposals.size(), 5u); // 4 screens, then the fastest at 100
     EXPECT_EQ(run.proposals.back().repetitions, 100);
@@ -475,7 +478,8 @@ TEST(StrategySurrogate, RespectsSamples) {
 // The registry.
 
 TEST(StrategyRegistry, NamesUniqueOptionsDocumented) {
-    const std::vector<std::string> expected = {"exhaustive", "random", "successive_halving", "evolutionary", "surrogate"};
+    const std::vector<std::string> expected = {"exhaustive", "random", "successive_halving", "evolutionary",
+                                               "surrogate"};
     EXPECT_EQ(registered_names(), expected);
     for (const StrategyInfo& info : strategies()) {
         EXPECT_FALSE(info.description.empty()) << info.name;
