@@ -4,12 +4,12 @@
 #  2. plans/warp-decode-gemma4.md with 2 loops, killed with SIGKILL mid-run, then --resume:
 #     row counts before and after, and a check that no (candidate, problem) was measured twice.
 # Every GPU measurement is also recorded for `--evaluator replay:FILE`.
-#   NS_BIN=.device/bin scripts/device_research.sh MINUTES_BEFORE_KILL MINUTES_AFTER
+#   NS_BIN=.device/bin scripts/device_research.sh SECONDS_BEFORE_KILL MINUTES_AFTER
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-device-out}
 bin=${NS_BIN:-build}
-first=${1:-3}
+first=${1:-60}
 second=${2:-3}
 mkdir -p "$out"
 export NIGHTSHIFT_CACHE=${NIGHTSHIFT_CACHE:-/tmp/nightshift-cache}
@@ -42,11 +42,11 @@ for row in db.execute("select k.path, p.batch, e.status, substr(e.message, 1, 90
     print(row)
 PY
 
-echo "== gemma4, 2 loops, SIGKILL after ${first} min"
+echo "== gemma4, 2 loops, SIGKILL after ${first} s"
 "$bin"/nightshift run plans/warp-decode-gemma4.md --db "$db" --loops 2 --minutes 30 \
     --record "$out/replay.jsonl" --no-progress >"$out/gemma_first.log" 2>&1 &
 pid=$!
-sleep $((first * 60))
+sleep "$first"
 kill -9 $pid
 wait $pid 2>/dev/null
 sleep 2

@@ -78,6 +78,56 @@ public:
     }
     void give_back() { m_reserved.fetch_sub(1); }
 
+    // The order the loops take directions in. It starts as the plan's and
+    // changes only through revise_order(), which the store records.
+    std::vector<std::size_t> order() {
+        std::lock_guard<std::mutex> guard(m_mutex);
+        if (m_order.empty()) {
+            for (std::size_t i = 0; i < plan.directions.size(); ++i) m_order.push_back(i);
+        }
+        return m_order;
+    }
+
+    // Near the bandwidth roof, better scheduling cannot pay much: directions
+    // about fewer bytes (quantized weights) move up to go next. Returns the
+    // reason when the order changed.
+    std::optional<std::string> revise_order(std::size_t finished, double best_fraction, std::int64_t best_id) {
+        std::lock_guard<std::mutex> guard(m_mutex);
+        if (best_fraction < k_roof || m_revised.count(finished)) return std::nullopt;
+        m_revised.insert(finished);
+        auto here = std::find(m_order.begin(), m_order.end(), finished);
+        if (here == m_order.end()) return std::nullopt;
+        // Stable partition of what follows: fewer-bytes directions first.
+        std::vector<std::size_t> revised(m_order.begin(), here + 1);
+        for (auto it = here + 1; it != m_order.end(); ++it) {
+            if (about_fewer_bytes(plan.directions[*it])) revised.push_back(*it);
+        }
+        for (auto it = here + 1; it != m_order.end(); ++it) {
+            if (!about_fewer_bytes(plan.directions[*it])) revised.push_back(*it);
+        }
+        if (revised == m_order) return std::nullopt;
+        m_order = std::move(revised);
+        return fmt::format("'{}' reached {:.2f} of the copy-rate floor (experiment {}): bandwidth-bound, so the "
+                           "directions about fewer bytes go next",
+                           plan.directions[finished].name, best_fraction, best_id);
+    }
+
+    json order_json() {
+        std::lock_guard<std::mutex> guard(m_mutex);
+        json names = json::array();
+        for (std::size_t i : m_order) names.push_back(plan.directions[i].name);
+        return names;
+    }
+
+    static bool about_fewer_bytes(const Direction& d) {
+        std::string text = d.name + " " + d.hypothesis;
+        std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+        for (const char* word : {"fewer bytes", "quantiz", "int8", "int4", "fp8"}) {
+            if (text.find(word) != std::string::npos) return true;
+        }
+        return false;
+    }
+
     bool problem_done(std::int64_t problem_id) {
         std::lock_guard<std::mutex> guard(m_mutex);
         return m_done_problems.count(problem_id) > 0;
@@ -88,7 +138,10 @@ public:
     }
 
 private:
+    static constexpr double k_roof = 0.85;
     std::mutex m_mutex;
+    std::vector<std::size_t> m_order;
+    std::set<std::size_t> m_revised;
     std::set<std::int64_t> m_done_problems;
     std::atomic<std::int64_t> m_reserved{0};
 };
@@ -172,9 +225,22 @@ public:
     }
 
     void run() {
-        std::size_t directions = m_shared.plan.directions.size();
-        for (std::size_t d = 0; d < directions && !m_shared.spent(false); ++d) {
+        std::set<std::size_t> done;
+        while (!m_shared.spent(false)) {
+            // The first direction in the current order this loop has not done.
+            std::optional<std::size_t> next;
+            for (std::size_t d : m_shared.order()) {
+                if (!done.count(d)) {
+                    next = d;
+                    break;
+                }
+            }
+            if (!next) break;
+            std::size_t d = *next;
+            done.insert(d);
             const Direction& direction = m_shared.plan.directions[d];
+            m_best_fraction = 0;
+            m_best_id = 0;
             for (const auto& name : direction.kernels) {
                 const LoadedKernel& kernel = find_kernel(name);
                 auto problems = problems_of(direction);
@@ -186,6 +252,10 @@ public:
                     if (m_shared.spent(false)) break;
                     search(direction, kernel, key);
                 }
+            }
+            if (auto reason = m_shared.revise_order(d, m_best_fraction, m_best_id)) {
+                m_store.add_plan_revision(m_shared.run_id, m_id, *reason, m_shared.order_json().dump());
+                m_store.add_finding(m_shared.run_id, m_id, std::nullopt, "plan_revision", *reason, {m_best_id});
             }
         }
         m_store.set_loop_status(m_id, g_stop.load() ? "interrupted" : "finished");
@@ -261,6 +331,7 @@ private:
         auto strategy = make_tuner_strategy(plan, kernel.file);
         std::set<std::string> pending; // points another loop holds a claim on
         std::optional<worker::CompiledKernel> baseline_compiled;
+        int measured = 0;
 
         while (!m_shared.spent(false)) {
             std::vector<kernels::Symbols> space;
@@ -304,6 +375,11 @@ private:
                           direction.hypothesis, m_shared.seed, proposal->repetitions, m_device,
                           m_shared.evaluator.name());
             record.id = m_store.add_experiment(record);
+            ++measured;
+            if (record.fraction_of_floor && *record.fraction_of_floor > m_best_fraction) {
+                m_best_fraction = *record.fraction_of_floor;
+                m_best_id = record.id;
+            }
             m_shared.experiments.fetch_add(1);
             if (record.status != evaluate::Status::ok) m_shared.failures.fetch_add(1);
             m_shared.progress.experiment(key, record, kernel.file.path);
@@ -318,8 +394,11 @@ private:
                 break;
             }
         }
-        write_findings(m_store, m_shared.run_id, m_id, problem_id, key, kernel.id, kernel.file.path,
-                       m_shared.evaluator.name());
+        // Only a loop that measured something here has anything new to say.
+        if (measured > 0) {
+            write_findings(m_store, m_shared.run_id, m_id, problem_id, key, kernel.id, kernel.file.path,
+                           m_shared.evaluator.name());
+        }
     }
 
     Shared& m_shared;
@@ -330,6 +409,8 @@ private:
     std::mt19937_64 m_rng;
     std::int64_t m_id = 0;
     DeviceDescription m_device;
+    double m_best_fraction = 0; // the best fraction of the floor in the current direction
+    std::int64_t m_best_id = 0;
 };
 
 LoadedKernel load_kernel(store::Store& db, const Plan& plan, const std::string& reference, const std::string& origin,

@@ -51,7 +51,8 @@ int write_findings(store::Store& store, std::int64_t run_id, std::int64_t loop_i
     // Main effect of each knob: the best time reached at each of its values.
     std::map<std::string, std::map<std::int64_t, const store::ExperimentRecord*>> effects;
     for (const auto& e : ok) {
-        for (auto& [name, value] : json::parse(e.knobs_json).items()) {
+        json knobs = json::parse(e.knobs_json); // named: a temporary would die before the loop body
+        for (auto& [name, value] : knobs.items()) {
             auto& slot = effects[name][value.get<std::int64_t>()];
             if (!slot || *e.median_us < *slot->median_us) slot = &e;
         }
