@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-device-out}
 bin=${NS_BIN:-build}
-first=${1:-60}
+first=${1:-20}
 second=${2:-3}
 mkdir -p "$out"
 export NIGHTSHIFT_CACHE=${NIGHTSHIFT_CACHE:-/tmp/nightshift-cache}

@@ -11,8 +11,7 @@ bin=$1
 replay=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-export NIGHTSHIFT_CACHE="$work/cache"
-plan=plans/warp-decode-gemma4.md
+plan=plans/survive-faults.md
 
 rows() {
     python3 - "$1" <<'PY'
@@ -28,13 +27,15 @@ for key, problem, status in db.execute("select e.candidate_key, p.model || ' T='
 PY
 }
 
-"$bin" run "$plan" --db "$work/full.db" --loops 2 --evaluator "replay:$replay" --no-progress >"$work/full.log" 2>&1 \
+# Each run compiles from a cold cache, so the killed one is still busy when killed.
+NIGHTSHIFT_CACHE="$work/cache-full" "$bin" run "$plan" --db "$work/full.db" --loops 2 --evaluator "replay:$replay" --no-progress >"$work/full.log" 2>&1 \
     || { cat "$work/full.log"; exit 1; }
 rows "$work/full.db" >"$work/full.rows"
 full=$(wc -l <"$work/full.rows")
-[ "$full" -gt 20 ] || { echo "only $full experiments in the full run"; cat "$work/full.log"; exit 1; }
+[ "$full" -ge 20 ] || { echo "only $full experiments in the full run"; cat "$work/full.log"; exit 1; }
 
-"$bin" run "$plan" --db "$work/killed.db" --loops 2 --evaluator "replay:$replay" --no-progress >"$work/killed.log" 2>&1 &
+NIGHTSHIFT_CACHE="$work/cache-killed" "$bin" run "$plan" --db "$work/killed.db" --loops 2 --evaluator "replay:$replay" \
+    --no-progress >"$work/killed.log" 2>&1 &
 pid=$!
 # Kill once some, but not all, rows are in.
 for _ in $(seq 1 400); do
@@ -49,7 +50,8 @@ wait $pid 2>/dev/null || true
 before=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from experiments').fetchone()[0])" "$work/killed.db")
 [ "$before" -lt "$full" ] || { echo "the run finished before it was killed ($before rows)"; exit 1; }
 
-"$bin" run "$plan" --db "$work/killed.db" --loops 2 --evaluator "replay:$replay" --resume 1 --no-progress \
+NIGHTSHIFT_CACHE="$work/cache-killed" "$bin" run "$plan" --db "$work/killed.db" --loops 2 --evaluator "replay:$replay" \
+    --resume 1 --no-progress \
     >"$work/resume.log" 2>&1 || { cat "$work/resume.log"; exit 1; }
 rows "$work/killed.db" >"$work/killed.rows"
 if ! diff -q "$work/full.rows" "$work/killed.rows" >/dev/null; then

@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -132,6 +133,13 @@ public:
         std::lock_guard<std::mutex> guard(m_mutex);
         return m_done_problems.count(problem_id) > 0;
     }
+
+    // True for the first loop to ask: one set of findings per kernel and
+    // problem in a run.
+    bool take_findings(std::int64_t kernel_id, std::int64_t problem_id) {
+        std::lock_guard<std::mutex> guard(m_mutex);
+        return m_findings.insert({kernel_id, problem_id}).second;
+    }
     void mark_problem_done(std::int64_t problem_id) {
         std::lock_guard<std::mutex> guard(m_mutex);
         m_done_problems.insert(problem_id);
@@ -143,6 +151,7 @@ private:
     std::vector<std::size_t> m_order;
     std::set<std::size_t> m_revised;
     std::set<std::int64_t> m_done_problems;
+    std::set<std::pair<std::int64_t, std::int64_t>> m_findings;
     std::atomic<std::int64_t> m_reserved{0};
 };
 
@@ -329,7 +338,7 @@ private:
         std::vector<kernels::Symbols> space_all = space_of(direction, kernel, shape);
         if (space_all.empty()) return;
         auto strategy = make_tuner_strategy(plan, kernel.file);
-        std::set<std::string> pending; // points another loop holds a claim on
+        std::map<std::string, std::string> pending; // points another loop holds a claim on -> its claim key
         std::optional<worker::CompiledKernel> baseline_compiled;
         int measured = 0;
 
@@ -343,7 +352,7 @@ private:
             std::string claim = candidate_key(kernel.source_hash, proposal->knobs, m_shared.evaluator.arch(),
                                               proposal->repetitions);
             if (!m_store.try_claim(claim, problem_id, m_id, m_shared.run_id)) {
-                pending.insert(json(proposal->knobs).dump());
+                pending[json(proposal->knobs).dump()] = claim;
                 continue;
             }
             if (m_shared.spent(true)) {
@@ -394,8 +403,11 @@ private:
                 break;
             }
         }
-        // Only a loop that measured something here has anything new to say.
-        if (measured > 0) {
+        // Findings once the search is complete (every point another loop
+        // claimed is measured by now), from one loop that measured something.
+        bool complete = std::all_of(pending.begin(), pending.end(),
+                                    [&](const auto& p) { return m_store.has_experiment(p.second, problem_id); });
+        if (measured > 0 && complete && m_shared.take_findings(kernel.id, problem_id)) {
             write_findings(m_store, m_shared.run_id, m_id, problem_id, key, kernel.id, kernel.file.path,
                            m_shared.evaluator.name());
         }
