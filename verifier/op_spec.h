@@ -23,6 +23,14 @@ struct ProblemRequest {
     std::string format = "bf16"; // weight format
     unsigned long long seed = 0; // inputs are a pure function of the seed
     std::string distribution = "uniform";
+    int input_scale_log2 = 0; // activations scaled by 2^this (large-magnitude inputs)
+};
+
+// One verification round: a problem to check a candidate on, with a name for
+// messages ("zipf", "held-out T=4").
+struct VerificationCase {
+    std::string name;
+    ProblemRequest request;
 };
 
 // One op instance at one shape, with its inputs resident on the GPU and a
@@ -31,6 +39,7 @@ class Problem {
 public:
     virtual ~Problem() = default;
     virtual std::string label() const = 0;                 // "gemma4-26b-a4b T=8 bf16"
+    virtual const ProblemRequest& request() const = 0;     // what it was made from
     virtual kernels::Symbols shape_symbols() const = 0;    // values of the op's shape symbols
     virtual std::vector<std::string> compile_defines() const = 0; // -DNS_T=.. and friends
     // The params struct every entry of a candidate receives, as bytes, with
@@ -39,6 +48,9 @@ public:
     virtual void poison_output(const cuda::Stream& stream) = 0; // NaN everywhere
     virtual std::vector<double> read_output() const = 0;
     virtual const std::vector<double>& reference() = 0;     // computed once, float64
+    // False when something was written past the end of the output (a guard
+    // region after it, filled by poison_output, changed).
+    virtual bool output_guard_intact() const = 0;
     virtual Tolerance tolerance() const = 0;
     virtual double bytes() const = 0; // the fewest bytes one call must move through DRAM
     virtual double flops() const = 0;
@@ -55,6 +67,15 @@ public:
     virtual std::string params_dir() const = 0;
     // Throws InputError for an unknown model, batch, format or distribution.
     virtual std::unique_ptr<Problem> make_problem(const ProblemRequest& request) = 0;
+    // The rounds a candidate timed at `timed` must pass first, each on fresh
+    // inputs derived from `seed`: several input and routing distributions at
+    // the timed shape, then held-out shapes (another batch, another preset).
+    // Round 0 is the timed problem's own distribution.
+    virtual std::vector<VerificationCase> verification_cases(const ProblemRequest& timed,
+                                                             unsigned long long seed) const = 0;
+    // The honest seed kernel whose error on the same inputs bounds a
+    // candidate's (a lower-precision shortcut must not pass).
+    virtual std::string accuracy_seed_path() const = 0;
 };
 
 // The registry of ops. Throws InputError naming the known ops.

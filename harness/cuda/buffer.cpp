@@ -50,6 +50,11 @@ void DeviceBuffer::fill_bytes(unsigned char value, CUstream stream) {
     if (m_bytes) NS_CU(cuMemsetD8Async, m_ptr, value, m_bytes, stream);
 }
 
+void DeviceBuffer::fill_bytes(unsigned char value, CUstream stream, std::size_t offset, std::size_t count) {
+    if (offset + count > m_bytes) throw Error(fmt::format("fill of [{}, {}) in a {}-byte buffer", offset, offset + count, m_bytes));
+    if (count) NS_CU(cuMemsetD8Async, m_ptr + offset, value, count, stream);
+}
+
 void DeviceBuffer::fill_u16(unsigned short value, CUstream stream) {
     if (m_bytes % 2) throw Error("fill_u16 on a buffer of odd size");
     if (m_bytes) NS_CU(cuMemsetD16Async, m_ptr, value, m_bytes / 2, stream);

@@ -34,6 +34,8 @@ public:
         return host;
     }
     void fill_bytes(unsigned char value, CUstream stream);
+    // Fills `count` bytes from `offset` on.
+    void fill_bytes(unsigned char value, CUstream stream, std::size_t offset, std::size_t count);
     void fill_u16(unsigned short value, CUstream stream); // bytes must be even
 
 private:

@@ -129,6 +129,16 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
         scratch_ptrs.push_back(m_scratch.back().ptr());
     }
     m_params = problem.params(scratch_ptrs);
+    m_defines = problem.compile_defines();
+}
+
+void Candidate::rebind(verifier::Problem& problem) {
+    if (problem.compile_defines() != m_defines) {
+        throw InputError("rebind: " + problem.label() + " has another shape than the candidate was compiled for");
+    }
+    std::vector<verifier::DevicePtr> scratch_ptrs;
+    for (const auto& buffer : m_scratch) scratch_ptrs.push_back(buffer.ptr());
+    m_params = problem.params(scratch_ptrs);
 }
 
 void Candidate::enqueue(CUstream stream) const {

@@ -56,6 +56,11 @@ public:
 
     void enqueue(CUstream stream) const;
 
+    // Points the launches at another problem of the same shape (same compile
+    // defines): verification rounds reuse one build on fresh inputs.
+    // InputError when the shape differs.
+    void rebind(verifier::Problem& problem);
+
     const kernels::Symbols& knobs() const { return m_knobs; }
     const cuda::CompileResult& compiled() const { return m_compiled; }
     const std::vector<ResolvedLaunch>& launches() const { return m_launches; }
@@ -68,6 +73,7 @@ private:
     std::vector<ResolvedLaunch> m_launches;
     std::vector<cuda::DeviceBuffer> m_scratch;
     std::vector<unsigned char> m_params;
+    std::vector<std::string> m_defines; // the shape it was compiled for
 };
 
 } // namespace nightshift::evaluate

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <random>
 
 namespace nightshift::evaluate {
 namespace {
@@ -31,76 +32,198 @@ Evaluator::Evaluator(const cuda::Device& device, const cuda::Compiler& compiler,
                      double copy_gb_per_s)
     : m_device(device), m_compiler(compiler), m_timer(timer), m_copy_gb_per_s(copy_gb_per_s) {}
 
+std::vector<double> Evaluator::run_once(const Candidate& candidate, verifier::Problem& problem) {
+    const cuda::Stream& stream = m_timer.stream();
+    problem.poison_output(stream);
+    candidate.enqueue(stream.get());
+    stream.synchronize();
+    return problem.read_output();
+}
+
+Candidate* Evaluator::accuracy_seed(verifier::Problem& problem, const verifier::OpSpec& spec,
+                                    const std::string& source) {
+    std::string path = spec.accuracy_seed_path();
+    if (path.empty()) return nullptr;
+    std::string key;
+    for (const auto& d : problem.compile_defines()) key += d + " ";
+    auto found = m_seeds.find(key);
+    if (found == m_seeds.end()) {
+        kernels::KernelFile seed = kernels::load_kernel_file(path);
+        if (seed.source == source) return nullptr;
+        found = m_seeds.emplace(key, std::make_unique<Candidate>(seed, kernels::Symbols{}, problem, spec, m_device,
+                                                                 m_compiler)).first;
+    }
+    found->second->rebind(problem);
+    return found->second.get();
+}
+
 Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::Symbols& knob_overrides,
-                               verifier::Problem& problem, const verifier::OpSpec& spec,
+                               verifier::Problem& problem, verifier::OpSpec& spec,
                                const EvaluateOptions& options, const cuda::CompileResult* precompiled) {
     Evaluation result;
     result.problem = problem.label();
     result.bytes = problem.bytes();
     result.flops = problem.flops();
     result.copy_gb_per_s = m_copy_gb_per_s;
+    result.verification_seed = options.verification_seed;
+    if (result.verification_seed == 0) {
+        std::random_device entropy;
+        result.verification_seed = (static_cast<unsigned long long>(entropy()) << 32) | entropy();
+    }
+    auto fail = [&](Status status, std::string message) {
+        result.status = status;
+        result.message = std::move(message);
+        return result;
+    };
 
     std::unique_ptr<Candidate> candidate;
     try {
         candidate = std::make_unique<Candidate>(file, knob_overrides, problem, spec, m_device, m_compiler, precompiled);
     } catch (const CandidateError& e) {
-        result.status = e.status();
-        result.message = e.what();
         result.log = e.log();
         result.knobs = file.resolve_knobs(knob_overrides);
-        return result;
+        return fail(e.status(), e.what());
     }
     result.knobs = candidate->knobs();
     result.resources = candidate->compiled().entries;
     result.compile_cached = candidate->compiled().from_cache;
     result.compile_seconds = candidate->compiled().seconds;
 
-    const cuda::Stream& stream = m_timer.stream();
-    auto run_once = [&]() {
-        problem.poison_output(stream);
-        candidate->enqueue(stream.get());
-        stream.synchronize();
-        return problem.read_output();
+    // Static check: module-scope variables outlive a launch, so a kernel
+    // could carry results (or a pointer-keyed cache) from one call to the next.
+    if (candidate->compiled().global_bytes > 0) {
+        return fail(Status::rejected,
+                    fmt::format("{} has {} bytes of module-scope __device__ variables, which could carry state "
+                                "between launches; use @scratch",
+                                file.path, candidate->compiled().global_bytes));
+    }
+
+    // A launch the driver refuses is the candidate's fault; a fault inside
+    // the kernel kills the context and escapes to the caller.
+    auto guarded = [&](auto&& body) -> std::optional<Evaluation> {
+        try {
+            body();
+        } catch (const cuda::DriverError& e) {
+            if (e.code() == CUDA_ERROR_INVALID_VALUE || e.code() == CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) {
+                return fail(Status::launch_error, e.what());
+            }
+            throw;
+        } catch (const CandidateError& e) { // a held-out shape the candidate cannot build
+            result.log = e.log();
+            return fail(e.status(), e.what());
+        }
+        return std::nullopt;
     };
 
-    // Verify before timing. A launch the driver refuses (bad configuration)
-    // is the candidate's fault; a fault inside the kernel kills the context
-    // and escapes to the caller.
-    std::vector<double> first;
-    try {
-        first = run_once();
-    } catch (const cuda::DriverError& e) {
-        if (e.code() == CUDA_ERROR_INVALID_VALUE || e.code() == CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) {
-            result.status = Status::launch_error;
-            result.message = e.what();
-            return result;
+    // Verification rounds, each on fresh inputs; the first doubles as the
+    // determinism check and the second as the input-dependence check.
+    if (options.verification_rounds) {
+        std::vector<double> first;
+        std::string first_defines;
+        auto cases = spec.verification_cases(problem.request(), result.verification_seed);
+        for (std::size_t i = 0; i < cases.size(); ++i) {
+            const auto& round = cases[i];
+            auto round_problem = spec.make_problem(round.request);
+            bool same_shape = round_problem->compile_defines() == problem.compile_defines();
+            std::unique_ptr<Candidate> other_shape;
+            std::vector<double> out;
+            double seed_error = 0;
+            if (auto failed = guarded([&] {
+                    Candidate* c = candidate.get();
+                    if (same_shape) {
+                        c->rebind(*round_problem);
+                    } else {
+                        other_shape = std::make_unique<Candidate>(file, knob_overrides, *round_problem, spec,
+                                                                  m_device, m_compiler);
+                        c = other_shape.get();
+                    }
+                    out = run_once(*c, *round_problem);
+                    if (Candidate* seed = accuracy_seed(*round_problem, spec, file.source)) {
+                        seed_error = verifier::compare(run_once(*seed, *round_problem), round_problem->reference(),
+                                                       round_problem->tolerance())
+                                         .rel_l2;
+                    }
+                })) {
+                failed->message = fmt::format("round {}: {}", round.name, failed->message);
+                return *failed;
+            }
+            if (!round_problem->output_guard_intact()) {
+                return fail(Status::wrong_answer,
+                            fmt::format("round {}: wrote past the end of the output (the guard after y changed)",
+                                        round.name));
+            }
+            auto c = verifier::compare(out, round_problem->reference(), round_problem->tolerance());
+            result.worst_rel_l2 = std::max(result.worst_rel_l2, c.rel_l2);
+            if (!c.passed) {
+                return fail(Status::wrong_answer,
+                            fmt::format("round {}: {}{}", round.name, c.reason,
+                                        c.first_mismatches.empty() ? "" : "; first: " + c.first_mismatches));
+            }
+            if (seed_error > 0 && c.rel_l2 > options.max_error_vs_seed * std::max(seed_error, 5e-4)) {
+                return fail(Status::wrong_answer,
+                            fmt::format("round {}: relative L2 error {:.3g} is more than {:.1f}x that of the honest "
+                                        "seed ({:.3g}) on the same inputs",
+                                        round.name, c.rel_l2, options.max_error_vs_seed, seed_error));
+            }
+            if (i == 0) {
+                result.seed_rel_l2 = seed_error;
+                first = out;
+                std::vector<double> again;
+                if (auto failed = guarded([&] { again = run_once(*candidate, *round_problem); })) return *failed;
+                if (!file.nondeterministic && !bitwise_equal(first, again)) {
+                    return fail(Status::nondeterministic,
+                                fmt::format("round {}: two runs on the same inputs differ bitwise (declare "
+                                            "@nondeterministic if intended)",
+                                            round.name));
+                }
+            } else if (same_shape && bitwise_equal(first, out)) {
+                return fail(Status::wrong_answer,
+                            fmt::format("round {}: the output is bitwise identical to round {}'s on other inputs: "
+                                        "it does not depend on its inputs",
+                                        round.name, cases[0].name));
+            }
+            ++result.rounds_passed;
         }
-        throw;
+        candidate->rebind(problem);
     }
+
+    // The timed problem itself.
+    std::vector<double> first;
+    if (auto failed = guarded([&] { first = run_once(*candidate, problem); })) return *failed;
     result.comparison = verifier::compare(first, problem.reference(), problem.tolerance());
-    if (!result.comparison.passed) {
-        result.status = Status::wrong_answer;
-        result.message = result.comparison.reason +
-                         (result.comparison.first_mismatches.empty() ? "" : "; first: " + result.comparison.first_mismatches);
-        return result;
+    if (!problem.output_guard_intact()) {
+        return fail(Status::wrong_answer, "wrote past the end of the output (the guard after y changed)");
     }
-    std::vector<double> second = run_once();
-    if (!file.nondeterministic && !bitwise_equal(first, second)) {
-        result.status = Status::nondeterministic;
-        result.message = "two runs on the same inputs differ bitwise (declare @nondeterministic if intended)";
-        return result;
+    if (!result.comparison.passed) {
+        return fail(Status::wrong_answer,
+                    result.comparison.reason + (result.comparison.first_mismatches.empty()
+                                                    ? ""
+                                                    : "; first: " + result.comparison.first_mismatches));
+    }
+    if (!options.verification_rounds) {
+        std::vector<double> second = run_once(*candidate, problem);
+        if (!file.nondeterministic && !bitwise_equal(first, second)) {
+            return fail(Status::nondeterministic,
+                        "two runs on the same inputs differ bitwise (declare @nondeterministic if intended)");
+        }
     }
 
     result.timing = m_timer.time([&](CUstream s) { candidate->enqueue(s); }, options.timing);
 
     // The last timed iteration's output must still be right: a kernel that is
     // only right on its first call (state, caches) fails here.
-    auto last = problem.read_output();
-    auto recheck = verifier::compare(last, problem.reference(), problem.tolerance());
-    if (!recheck.passed) {
-        result.status = Status::wrong_answer;
-        result.message = "after timing: " + recheck.reason;
-        return result;
+    auto recheck = verifier::compare(problem.read_output(), problem.reference(), problem.tolerance());
+    if (!recheck.passed) return fail(Status::wrong_answer, "after timing: " + recheck.reason);
+    if (!problem.output_guard_intact()) {
+        return fail(Status::wrong_answer, "after timing: wrote past the end of the output");
+    }
+    // Faster than the bytes can move: something was not computed, or was
+    // computed in an earlier call.
+    if (result.copy_floor_us() > 0 && result.timing.median_us < result.copy_floor_us()) {
+        return fail(Status::rejected,
+                    fmt::format("{:.2f} us is faster than the copy-rate floor ({:.2f} us for {:.0f} bytes): "
+                                "suspicious, not recorded as a result",
+                                result.timing.median_us, result.copy_floor_us(), result.bytes));
     }
     if (options.time_speed_of_light) {
         auto bytes = static_cast<std::size_t>(result.bytes);

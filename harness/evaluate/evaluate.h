@@ -16,6 +16,14 @@ namespace nightshift::evaluate {
 struct EvaluateOptions {
     timing::TimingOptions timing;
     bool time_speed_of_light = true; // also time a plain read of the same bytes
+    // Before timing, verify on every case the op spec lists (fresh inputs,
+    // several distributions, held-out shapes). Off only where a test checks
+    // the timed problem alone.
+    bool verification_rounds = true;
+    unsigned long long verification_seed = 0; // 0: fresh; recorded either way
+    // A candidate's relative L2 error may be at most this multiple of the
+    // honest seed's on the same inputs.
+    double max_error_vs_seed = 2.5;
 };
 
 struct Evaluation {
@@ -28,7 +36,11 @@ struct Evaluation {
     bool compile_cached = false;
     double compile_seconds = 0;
 
-    verifier::Comparison comparison;
+    verifier::Comparison comparison; // on the timed problem
+    unsigned long long verification_seed = 0;
+    int rounds_passed = 0;
+    double worst_rel_l2 = 0;         // over every round
+    double seed_rel_l2 = 0;          // the honest seed's on round 0's inputs (0 when not run)
     timing::Stats timing;
     timing::Stats speed_of_light; // the plain one-pass read of `bytes`
     double bytes = 0, flops = 0;
@@ -55,10 +67,16 @@ public:
     // lost CUDA context (a faulting kernel) escape as cuda::DriverError after
     // recording nothing: the process must be replaced.
     Evaluation evaluate(const kernels::KernelFile& file, const kernels::Symbols& knob_overrides,
-                        verifier::Problem& problem, const verifier::OpSpec& spec, const EvaluateOptions& options,
+                        verifier::Problem& problem, verifier::OpSpec& spec, const EvaluateOptions& options,
                         const cuda::CompileResult* precompiled = nullptr);
 
 private:
+    // Runs `candidate` once on `problem` (output poisoned first), returns the output.
+    std::vector<double> run_once(const Candidate& candidate, verifier::Problem& problem);
+    // The honest seed built for this problem's shape, bound to it; null when
+    // the spec names none or it is the candidate itself.
+    Candidate* accuracy_seed(verifier::Problem& problem, const verifier::OpSpec& spec, const std::string& source);
+
     const cuda::Device& m_device;
     const cuda::Compiler& m_compiler;
     timing::Timer& m_timer;
@@ -66,6 +84,7 @@ private:
     // The speed-of-light read depends only on the byte count: measured once
     // per count and process, with the same repetitions as the first asker.
     std::map<std::size_t, timing::Stats> m_speed_of_light;
+    std::map<std::string, std::unique_ptr<Candidate>> m_seeds; // by shape defines
 };
 
 } // namespace nightshift::evaluate

@@ -49,7 +49,11 @@ json to_json(const Evaluation& e) {
                 {"compile_seconds", e.compile_seconds},
                 {"rel_l2_vs_fp64", e.comparison.rel_l2},
                 {"max_abs_over_rms", e.comparison.max_abs_over_rms},
-                {"copy_gb_per_s", e.copy_gb_per_s}};
+                {"copy_gb_per_s", e.copy_gb_per_s},
+                {"verification_seed", e.verification_seed},
+                {"rounds_passed", e.rounds_passed},
+                {"worst_rel_l2", e.worst_rel_l2},
+                {"seed_rel_l2", e.seed_rel_l2}};
     if (e.status == Status::ok) {
         row["timing"] = to_json(e.timing);
         if (!e.speed_of_light.samples_us.empty()) row["speed_of_light"] = to_json(e.speed_of_light);
@@ -77,6 +81,11 @@ Evaluation evaluation_from_json(const json& j) {
         e.comparison.max_abs_over_rms = j.at("max_abs_over_rms").get<double>();
         e.comparison.passed = e.status == Status::ok;
         e.copy_gb_per_s = j.at("copy_gb_per_s").get<double>();
+        // Absent in records made before verification rounds existed.
+        e.verification_seed = j.value("verification_seed", 0ull);
+        e.rounds_passed = j.value("rounds_passed", 0);
+        e.worst_rel_l2 = j.value("worst_rel_l2", 0.0);
+        e.seed_rel_l2 = j.value("seed_rel_l2", 0.0);
         for (const auto& r : j.at("resources")) {
             e.resources.push_back({.name = r.at("entry").get<std::string>(),
                                    .registers = r.at("registers").get<int>(),

@@ -183,6 +183,12 @@ store::ExperimentRecord to_record(const worker::EvaluateReply& reply, std::int64
     r.seed = static_cast<std::int64_t>(seed);
     r.repetitions = repetitions;
     r.evaluator = evaluator;
+    if (e.verification_seed) {
+        r.verification_seed = static_cast<std::int64_t>(e.verification_seed);
+        r.rounds_passed = e.rounds_passed;
+        r.worst_rel_l2 = e.worst_rel_l2;
+        r.seed_rel_l2 = e.seed_rel_l2;
+    }
     r.sm_clock_mhz = device.sm_clock_mhz;
     r.mem_clock_mhz = device.memory_clock_mhz;
     json resources = json::array();
@@ -369,6 +375,7 @@ private:
             request.problem = {.model = key.model, .batch = key.batch, .format = key.format, .seed = m_shared.seed,
                                .distribution = key.distribution};
             request.timing = {.warmup = plan.warmup, .repetitions = proposal->repetitions};
+            request.max_error_vs_seed = plan.max_error_vs_seed;
 
             worker::EvaluateReply reply;
             if (!request.candidate.compiled.ok) {

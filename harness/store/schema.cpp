@@ -170,7 +170,16 @@ CREATE TABLE plan_revisions (
 CREATE INDEX plan_revisions_by_run ON plan_revisions (run_id);
 )sql";
 
-constexpr std::array<std::string_view, 1> k_migrations = {k_version_1};
+// Version 2: what verification did before a number was timed, so a row can
+// be re-verified on the very same inputs.
+constexpr std::string_view k_version_2 = R"sql(
+ALTER TABLE experiments ADD COLUMN verification_seed INTEGER;
+ALTER TABLE experiments ADD COLUMN rounds_passed INTEGER;
+ALTER TABLE experiments ADD COLUMN worst_rel_l2 REAL;
+ALTER TABLE experiments ADD COLUMN seed_rel_l2 REAL;
+)sql";
+
+constexpr std::array<std::string_view, 2> k_migrations = {k_version_1, k_version_2};
 static_assert(k_migrations.size() == k_schema_version);
 
 constexpr std::array<std::string_view, 9> k_result_tables = {

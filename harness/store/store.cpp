@@ -46,7 +46,8 @@ constexpr std::string_view k_experiment_columns =
     "run_id, loop_id, problem_id, kernel_id, candidate_key, knobs_json, compile_options_json, status, message, log, "
     "hypothesis, seed, repetitions, median_us, min_us, q1_us, q3_us, cv, samples_json, sol_us, copy_floor_us, "
     "fraction_of_floor, fraction_of_sol, rel_l2, max_abs_over_rms, registers, spill_bytes, resources_json, "
-    "baseline_median_us, speedup, sm_clock_mhz, mem_clock_mhz, timing_method, evaluator";
+    "baseline_median_us, speedup, sm_clock_mhz, mem_clock_mhz, timing_method, evaluator, verification_seed, "
+    "rounds_passed, worst_rel_l2, seed_rel_l2";
 
 constexpr std::string_view k_run_columns =
     "host, device, driver, nvrtc, clock_sm_mhz, clock_mem_mhz, copy_gb_per_s, git_commit, plan_path, plan_hash, "
@@ -117,7 +118,8 @@ void bind_experiment(Statement& statement, const ExperimentRecord& e) {
                        e.repetitions, e.median_us, e.min_us, e.q1_us, e.q3_us, e.cv, e.samples_json, e.sol_us,
                        e.copy_floor_us, e.fraction_of_floor, e.fraction_of_sol, e.rel_l2, e.max_abs_over_rms,
                        e.registers, e.spill_bytes, e.resources_json, e.baseline_median_us, e.speedup, e.sm_clock_mhz,
-                       e.mem_clock_mhz, e.timing_method, e.evaluator);
+                       e.mem_clock_mhz, e.timing_method, e.evaluator, e.verification_seed, e.rounds_passed,
+                       e.worst_rel_l2, e.seed_rel_l2);
 }
 
 // Reads a row of SELECT id, created_at, <k_experiment_columns>.
@@ -160,6 +162,10 @@ ExperimentRecord read_experiment(const Statement& statement) {
     e.mem_clock_mhz = c.optional_integer();
     e.timing_method = c.optional_text();
     e.evaluator = c.text();
+    e.verification_seed = c.optional_int64();
+    e.rounds_passed = c.optional_integer();
+    e.worst_rel_l2 = c.optional_real();
+    e.seed_rel_l2 = c.optional_real();
     c.finish();
     return e;
 }

@@ -86,6 +86,12 @@ struct ExperimentRecord {
     std::optional<int> sm_clock_mhz, mem_clock_mhz;
     std::optional<std::string> timing_method; // 'events'
     std::string evaluator = "gpu";            // 'gpu' or 'replay:FILE'
+    // Verification before timing (schema 2): the seed its rounds drew their
+    // inputs from, how many passed, the worst error over them, and the honest
+    // seed kernel's error on round 0's inputs.
+    std::optional<std::int64_t> verification_seed;
+    std::optional<int> rounds_passed;
+    std::optional<double> worst_rel_l2, seed_rel_l2;
     bool operator==(const ExperimentRecord&) const = default;
 };
 

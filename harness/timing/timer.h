@@ -2,6 +2,12 @@
 //   - persisting L2 lines reset once, then before every iteration the L2 is
 //     flushed by READING a buffer of 2x its size (see timing_kernels.cu);
 //   - CUDA events around each iteration's work only, on the work's stream;
+//   - where CUPTI works, the reported samples are instead the GPU's own kernel
+//     timestamps (CUPTI activity records, all streams): per iteration, the
+//     latest end minus the earliest start of the work's kernels (gaps between
+//     them included, the event-to-kernel overhead at both ends not). The
+//     events are still taken and returned beside them; without CUPTI, or if
+//     it fails at run time, they are the samples.
 //   - the GPU is kept busy (a spin kernel first, then flushes that take
 //     longer than the host needs to queue the next iteration), so host launch
 //     latency never lands between the events;
@@ -21,12 +27,24 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace nightshift::timing {
 
 struct TimingOptions {
     int warmup = 5;
     int repetitions = 50;
+};
+
+// A timing and how it was taken. The statistics and `samples_us` come from
+// CUPTI's kernel records when `method` is "cupti", from the events when it is
+// "events". `event_samples_us` are always the event timings of the same
+// iterations, so the two can be reported side by side.
+struct Measurement : Stats {
+    std::string method;                   // "cupti" or "events"
+    std::vector<double> event_samples_us;
+    std::string cupti_note;               // why CUPTI was not used, when it was not
 };
 
 struct CopyBandwidth {
@@ -40,12 +58,15 @@ public:
 
     const cuda::Stream& stream() const { return m_stream; }
 
-    // Times `work` (which enqueues one call's kernels on the stream it is given).
-    Stats time(const std::function<void(CUstream)>& work, const TimingOptions& options);
+    // Times `work` (which enqueues one call's kernels on the stream it is
+    // given; kernels it forks onto other streams count if it joins them back).
+    // With CUPTI, only kernels are timed (not copies or memsets), and work that
+    // enqueues no kernel is a cuda::NoCandidateKernelError.
+    Measurement time(const std::function<void(CUstream)>& work, const TimingOptions& options);
 
     // The measured speed of light for `bytes`: one plain read of that many
     // bytes, best launch shape of a few, timed like time() does.
-    Stats time_read(std::size_t bytes, const TimingOptions& options);
+    Measurement time_read(std::size_t bytes, const TimingOptions& options);
 
     // Device-to-device copy bandwidth; measured once per device, driver and
     // name, then cached on disk unless `remeasure`.
@@ -54,14 +75,16 @@ public:
     void flush_l2(CUstream stream);
 
 private:
-    void enqueue_read(const cuda::DeviceBuffer& buffer, std::size_t bytes, unsigned blocks, unsigned threads,
-                      CUstream stream);
+    Measurement measure(const std::function<void(CUstream)>& work, const TimingOptions& options, bool use_cupti);
+    void enqueue_read(const cuda::Function& function, const cuda::DeviceBuffer& buffer, std::size_t bytes,
+                      unsigned blocks, unsigned threads, CUstream stream);
     double measure_copy_bandwidth();
 
     const cuda::Device& m_device;
     cuda::Stream m_stream;
     std::unique_ptr<cuda::Module> m_module;
-    std::unique_ptr<cuda::Function> m_read;
+    std::unique_ptr<cuda::Function> m_flush;
+    std::unique_ptr<cuda::Function> m_sol_read;
     std::unique_ptr<cuda::Function> m_spin;
     cuda::DeviceBuffer m_flush_buffer;
     cuda::DeviceBuffer m_sink;

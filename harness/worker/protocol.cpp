@@ -102,7 +102,8 @@ json to_json(const EvaluateRequest& r) {
                 {"seed", r.problem.seed},
                 {"distribution", r.problem.distribution}}},
               {"timing", {{"warmup", r.timing.warmup}, {"repetitions", r.timing.repetitions}}},
-              {"time_speed_of_light", r.time_speed_of_light}};
+              {"time_speed_of_light", r.time_speed_of_light},
+              {"max_error_vs_seed", r.max_error_vs_seed}};
     j["baseline"] = r.baseline ? compiled_kernel_json(*r.baseline) : json(nullptr);
     return j;
 }
@@ -122,6 +123,7 @@ EvaluateRequest evaluate_request_from_json(const json& j) {
         r.timing = {.warmup = j.at("timing").at("warmup").get<int>(),
                     .repetitions = j.at("timing").at("repetitions").get<int>()};
         r.time_speed_of_light = j.at("time_speed_of_light").get<bool>();
+        r.max_error_vs_seed = j.value("max_error_vs_seed", 2.5);
         return r;
     } catch (const json::exception& e) {
         throw InputError(fmt::format("malformed evaluate request: {}", e.what()));

@@ -34,6 +34,7 @@ struct EvaluateRequest {
     verifier::ProblemRequest problem;
     timing::TimingOptions timing;
     bool time_speed_of_light = true;
+    double max_error_vs_seed = 2.5; // the plan's accuracy policy
 };
 
 struct EvaluateReply {

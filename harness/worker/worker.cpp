@@ -45,7 +45,8 @@ public:
         verifier::OpSpec& spec = spec_for(file.op);
         verifier::Problem& problem = problem_for(spec, request.problem);
         evaluate::EvaluateOptions options{.timing = request.timing,
-                                          .time_speed_of_light = request.time_speed_of_light};
+                                          .time_speed_of_light = request.time_speed_of_light,
+                                          .max_error_vs_seed = request.max_error_vs_seed};
         EvaluateReply reply;
         reply.id = request.id;
         reply.evaluation = run(request.candidate, spec, problem, options);

@@ -118,14 +118,16 @@ std::string to_string(RoutingKind kind) {
         return "zipf";
     case RoutingKind::identical:
         return "identical";
+    case RoutingKind::one_expert:
+        return "one_expert";
     }
     return fmt::format("RoutingKind({})", static_cast<int>(kind));
 }
 
 RoutingKind parse_routing_kind(std::string_view name) {
-    for (RoutingKind kind : {RoutingKind::uniform, RoutingKind::zipf, RoutingKind::identical})
+    for (RoutingKind kind : {RoutingKind::uniform, RoutingKind::zipf, RoutingKind::identical, RoutingKind::one_expert})
         if (to_string(kind) == name) return kind;
-    throw InputError(fmt::format("unknown routing '{}'; valid: uniform, zipf, identical", name));
+    throw InputError(fmt::format("unknown routing '{}'; valid: uniform, zipf, identical, one_expert", name));
 }
 
 Routing make_routing(const Shape& shape, unsigned long long seed, RoutingKind kind) {
@@ -148,6 +150,12 @@ Routing make_routing(const Shape& shape, unsigned long long seed, RoutingKind ki
         std::vector<double> logits = token_logits(shape, seed, t);
         for (int e = 0; e < shape.E; ++e)
             logits[e] += bias[e];
+        if (kind == RoutingKind::one_expert) {
+            // One expert (chosen by the seed) is every token's top-1, just
+            // ahead of the token's own best, so the other K-1 still weigh in.
+            int hot = static_cast<int>(ns_rng_u64(seed, NS_STREAM_ROUTING, ~0ull) % static_cast<unsigned>(shape.E));
+            logits[hot] = *std::max_element(logits.begin(), logits.end()) + 0.5;
+        }
         const std::vector<double> p = softmax(logits);
         std::vector<int> chosen;
         if (kind == RoutingKind::identical) {

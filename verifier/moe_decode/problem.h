@@ -42,6 +42,9 @@ enum class RoutingKind {
     // Every token routed to the same K experts, each with its own weights:
     // the extreme of skew, and the case where dedup across tokens pays most.
     identical = 2,
+    // One expert, chosen by the seed, is every token's top-1: the heaviest
+    // load one expert can get while the other K-1 still matter.
+    one_expert = 3,
 };
 
 std::string to_string(RoutingKind kind);

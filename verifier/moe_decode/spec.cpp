@@ -13,6 +13,8 @@ namespace nightshift::verifier::moe_decode {
 namespace {
 
 constexpr unsigned k_fill_threads = 256;
+constexpr std::size_t k_guard_bytes = 4096;  // after y: a kernel writing past the end lands here
+constexpr unsigned char k_guard_byte = 0xa7;
 
 std::unique_ptr<cuda::Module> compile_and_load(const cuda::Device& device, const cuda::Compiler& compiler,
                                                const std::string& file, std::vector<std::string> options) {
@@ -69,18 +71,20 @@ DeviceWeights::DeviceWeights(const Shape& s, unsigned long long seed_, const Dev
 }
 
 GpuProblem::GpuProblem(const Preset& preset, const Shape& shape, unsigned long long seed, RoutingKind routing_kind,
-                       std::shared_ptr<const DeviceWeights> weights, const DeviceKernels& kernels)
+                       int input_scale_log2, std::shared_ptr<const DeviceWeights> weights,
+                       const DeviceKernels& kernels)
     : m_preset(preset), m_shape(shape), m_seed(seed), m_routing(make_routing(shape, seed, routing_kind)),
       m_weights(std::move(weights)), m_kernels(kernels) {
     cuda::Stream stream;
     auto x_count = static_cast<unsigned long long>(shape.T) * shape.H;
     m_x = cuda::DeviceBuffer(x_count * 2);
-    m_kernels.fill_bf16(m_x, x_count, seed, NS_STREAM_X, x_scale_log2(), stream);
+    m_kernels.fill_bf16(m_x, x_count, seed, NS_STREAM_X, x_scale_log2() + input_scale_log2, stream);
     m_ids = cuda::DeviceBuffer(m_routing.ids.size() * sizeof(int32_t));
     m_ids.upload(m_routing.ids);
     m_routing_weights = cuda::DeviceBuffer(m_routing.weights.size() * sizeof(float));
     m_routing_weights.upload(m_routing.weights);
-    m_y = cuda::DeviceBuffer(x_count * 2);
+    m_y_bytes = x_count * 2;
+    m_y = cuda::DeviceBuffer(m_y_bytes + k_guard_bytes);
     stream.synchronize();
 }
 
@@ -126,10 +130,21 @@ std::vector<unsigned char> GpuProblem::params(const std::vector<DevicePtr>& scra
     return bytes;
 }
 
-void GpuProblem::poison_output(const cuda::Stream& stream) { m_y.fill_u16(0xffff, stream.get()); } // bf16 NaN
+void GpuProblem::poison_output(const cuda::Stream& stream) {
+    m_y.fill_u16(0xffff, stream.get()); // bf16 NaN everywhere, guard included
+    m_y.fill_bytes(k_guard_byte, stream.get(), m_y_bytes, k_guard_bytes);
+}
+
+bool GpuProblem::output_guard_intact() const {
+    std::vector<unsigned char> all(m_y_bytes + k_guard_bytes);
+    m_y.download(all.data(), all.size());
+    return std::all_of(all.begin() + static_cast<std::ptrdiff_t>(m_y_bytes), all.end(),
+                       [](unsigned char b) { return b == k_guard_byte; });
+}
 
 std::vector<double> GpuProblem::read_output() const {
-    auto bits = m_y.download<std::uint16_t>();
+    std::vector<std::uint16_t> bits(m_y_bytes / 2);
+    m_y.download(bits.data(), m_y_bytes);
     std::vector<double> out(bits.size());
     for (std::size_t i = 0; i < bits.size(); ++i) out[i] = bf16_to_double(bits[i]);
     return out;
@@ -194,13 +209,55 @@ std::unique_ptr<Problem> Spec::make_problem(const ProblemRequest& request) {
     }
     RoutingKind kind = parse_routing_kind(request.distribution);
     std::string key = fmt::format("{}#{}", preset.name, request.seed);
-    if (key != m_weights_model) {
-        m_weights.reset(); // free the old model's weights before allocating the new ones
+    std::shared_ptr<const DeviceWeights> weights = m_weights[key].lock();
+    if (!weights) {
+        std::erase_if(m_weights, [](const auto& entry) { return entry.second.expired(); });
         cuda::Stream stream;
-        m_weights = std::make_shared<const DeviceWeights>(shape, request.seed, m_kernels, stream);
-        m_weights_model = key;
+        weights = std::make_shared<const DeviceWeights>(shape, request.seed, m_kernels, stream);
+        m_weights[key] = weights;
     }
-    return std::make_unique<GpuProblem>(preset, shape, request.seed, kind, m_weights, m_kernels);
+    auto problem = std::make_unique<GpuProblem>(preset, shape, request.seed, kind, request.input_scale_log2,
+                                                std::move(weights), m_kernels);
+    problem->set_request(request);
+    return problem;
+}
+
+std::vector<VerificationCase> Spec::verification_cases(const ProblemRequest& timed, unsigned long long seed) const {
+    // Each round draws its own inputs: a kernel right on one seed's data by
+    // accident (or by caching) meets different data in the next.
+    auto round_seed = [&](int round) { return ns_rng_u64(seed, 0x7e51, static_cast<unsigned long long>(round)) | 1; };
+    auto at = [&](ProblemRequest r, int round) {
+        r.seed = round_seed(round);
+        return r;
+    };
+    std::vector<VerificationCase> cases;
+    ProblemRequest base = timed;
+    cases.push_back({timed.distribution, at(base, 0)});
+    ProblemRequest large = base;
+    large.input_scale_log2 = 8; // large-magnitude activations: overflow and precision shortcuts show
+    cases.push_back({"large inputs", at(large, 1)});
+    int round = 2;
+    for (const char* routing : {"uniform", "zipf", "identical", "one_expert"}) {
+        if (routing == timed.distribution) continue;
+        ProblemRequest r = base;
+        r.distribution = routing;
+        cases.push_back({routing, at(r, round++)});
+    }
+    // Held-out shapes: an odd, ragged batch near the timed one, and another
+    // preset whose H and I are not multiples of the usual tiles.
+    ProblemRequest other_batch = base;
+    other_batch.batch = timed.batch == 1 ? 3 : (timed.batch % 2 ? timed.batch - 2 : timed.batch - 1);
+    if (other_batch.batch < 1) other_batch.batch = 1;
+    cases.push_back({fmt::format("held-out T={}", other_batch.batch), at(other_batch, round++)});
+    ProblemRequest other_model = base;
+    other_model.model = timed.model == "tiny-gelu" ? "tiny" : "tiny-gelu";
+    other_model.batch = 5;
+    cases.push_back({fmt::format("held-out {} T=5", other_model.model), at(other_model, round++)});
+    return cases;
+}
+
+std::string Spec::accuracy_seed_path() const {
+    return (project_root() / "kernels_seed" / "moe_decode" / "warp_decode_v1.cu").string();
 }
 
 } // namespace nightshift::verifier::moe_decode

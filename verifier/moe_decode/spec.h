@@ -48,7 +48,7 @@ struct DeviceWeights {
 class GpuProblem : public Problem {
 public:
     GpuProblem(const Preset& preset, const Shape& shape, unsigned long long seed, RoutingKind routing_kind,
-               std::shared_ptr<const DeviceWeights> weights, const DeviceKernels& kernels);
+               int input_scale_log2, std::shared_ptr<const DeviceWeights> weights, const DeviceKernels& kernels);
 
     std::string label() const override;
     kernels::Symbols shape_symbols() const override;
@@ -57,11 +57,14 @@ public:
     void poison_output(const cuda::Stream& stream) override;
     std::vector<double> read_output() const override;
     const std::vector<double>& reference() override;
+    bool output_guard_intact() const override;
     Tolerance tolerance() const override;
     double bytes() const override;
     double flops() const override;
 
     const Shape& shape() const { return m_shape; }
+    const ProblemRequest& request() const override { return m_request; }
+    void set_request(const ProblemRequest& request) { m_request = request; }
     const Routing& routing() const { return m_routing; }
     int distinct_experts() const;
     unsigned long long seed() const { return m_seed; }
@@ -73,8 +76,10 @@ private:
     Routing m_routing;
     std::shared_ptr<const DeviceWeights> m_weights;
     const DeviceKernels& m_kernels;
-    cuda::DeviceBuffer m_x, m_ids, m_routing_weights, m_y;
+    cuda::DeviceBuffer m_x, m_ids, m_routing_weights, m_y; // m_y has a guard region after T*H
+    std::size_t m_y_bytes = 0;
     std::vector<double> m_reference;
+    ProblemRequest m_request;
 };
 
 class Spec : public OpSpec {
@@ -86,14 +91,16 @@ public:
     std::vector<std::string> models() const override;
     std::string params_dir() const override;
     std::unique_ptr<Problem> make_problem(const ProblemRequest& request) override;
+    std::vector<VerificationCase> verification_cases(const ProblemRequest& timed,
+                                                     unsigned long long seed) const override;
+    std::string accuracy_seed_path() const override;
 
 private:
     const cuda::Device& m_device;
     DeviceKernels m_kernels;
-    // The weights of the last model asked for; a bench over batches reuses
-    // them (DeepSeek-V3's are 22 GB, generated once).
-    std::string m_weights_model;
-    std::shared_ptr<const DeviceWeights> m_weights;
+    // Weights by model and seed, shared by every live problem that uses them
+    // (DeepSeek-V3's are 22 GB: generated once, freed with their last problem).
+    std::map<std::string, std::weak_ptr<const DeviceWeights>> m_weights;
 };
 
 } // namespace nightshift::verifier::moe_decode

@@ -9,6 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <unistd.h>
+
 namespace nightshift::testing {
 
 // Null when no driver or GPU is usable; `why` says what is missing.
@@ -28,7 +31,10 @@ inline cuda::Device* gpu_device(std::string* why = nullptr) {
 }
 
 inline const cuda::Compiler& test_compiler() {
-    static const cuda::Compiler compiler; // no cache: tests compile for real
+    // A cache private to this process: each test binary compiles for real
+    // once, and verification rounds reuse what it compiled.
+    static const cuda::Compiler compiler(std::filesystem::temp_directory_path() /
+                                         ("nightshift-test-cache-" + std::to_string(::getpid())));
     return compiler;
 }
 
