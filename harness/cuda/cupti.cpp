@@ -35,10 +35,10 @@ struct CuptiApi {
 #undef NS_DECLARE_POINTER
 };
 
-// The CONCURRENT_KERNEL record of this CUPTI (13.0). CUPTI writes the record
-// version of the library that runs, not of the headers we compiled with; the
-// fields read here have sat at the same offsets since CUpti_ActivityKernel4,
-// so any CUPTI 10+ library yields them correctly.
+// The CONCURRENT_KERNEL record of CUPTI 13.0. CUPTI writes the record version
+// of the library that runs, not of the headers we compiled with; the fields
+// read here have sat at the same offsets from CUpti_ActivityKernel4 to 10, so
+// a library writing any of those versions yields them correctly.
 using KernelActivityRecord = CUpti_ActivityKernel10;
 #define NS_SAME_OFFSET(field) \
     static_assert(offsetof(KernelActivityRecord, field) == offsetof(CUpti_ActivityKernel4, field), #field)
@@ -49,6 +49,21 @@ NS_SAME_OFFSET(streamId);
 NS_SAME_OFFSET(correlationId);
 NS_SAME_OFFSET(name);
 #undef NS_SAME_OFFSET
+
+// Grids launched from the device (dynamic parallelism) come, where CUPTI
+// traces them at all, as CDP_KERNEL records, enabled with CONCURRENT_KERNEL.
+using CdpKernelActivityRecord = CUpti_ActivityCdpKernel;
+
+template <typename Record>
+KernelRecord kernel_record(const CUpti_Activity* activity) {
+    const auto* record = reinterpret_cast<const Record*>(activity);
+    // The name points into CUPTI's memory: copy it.
+    return KernelRecord{.name = record->name ? record->name : "",
+                        .start_ns = record->start,
+                        .end_ns = record->end,
+                        .stream_id = record->streamId,
+                        .correlation_id = record->correlationId};
+}
 
 struct LoadedCupti {
     CuptiApi api;
@@ -142,14 +157,10 @@ void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream_id, uint8_t* b
                 error = "reading CUPTI's activity buffer failed: " + describe_cupti_result(result);
                 break;
             }
-            if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
-            const auto* kernel = reinterpret_cast<const KernelActivityRecord*>(record);
-            // The name points into CUPTI's memory: copy it.
-            parsed.push_back(KernelRecord{.name = kernel->name ? kernel->name : "",
-                                          .start_ns = kernel->start,
-                                          .end_ns = kernel->end,
-                                          .stream_id = kernel->streamId,
-                                          .correlation_id = kernel->correlationId});
+            if (record->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL)
+                parsed.push_back(kernel_record<KernelActivityRecord>(record));
+            else if (record->kind == CUPTI_ACTIVITY_KIND_CDP_KERNEL)
+                parsed.push_back(kernel_record<CdpKernelActivityRecord>(record));
         }
         size_t dropped = 0;
         api.cuptiActivityGetNumDroppedRecords(context, stream_id, &dropped);

@@ -61,8 +61,9 @@ struct KernelRecord {
 };
 
 // Collects CONCURRENT_KERNEL activity records between start() and stop():
-// every kernel on every stream of the process, including device-side
-// launches where CUPTI reports them. One collector at a time per process.
+// every kernel on every stream of the process, and grids launched from the
+// device where CUPTI reports them (its CDP_KERNEL records, which
+// CONCURRENT_KERNEL switches on). One collector at a time per process.
 // CONCURRENT_KERNEL (not KERNEL) leaves concurrent kernels concurrent.
 class KernelActivity {
 public:

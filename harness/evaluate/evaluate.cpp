@@ -168,15 +168,21 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
             if (i == 0) {
                 result.seed_rel_l2 = seed_error;
                 first = out;
+            }
+            // Every round at the timed shape runs twice: float atomics whose
+            // order varies flip only a few outputs per pair of runs, so one
+            // comparison would miss them more often than not.
+            if (same_shape && !file.nondeterministic) {
                 std::vector<double> again;
                 if (auto failed = guarded([&] { again = run_once(*candidate, *round_problem); })) return *failed;
-                if (!file.nondeterministic && !bitwise_equal(first, again)) {
+                if (!bitwise_equal(out, again)) {
                     return fail(Status::nondeterministic,
                                 fmt::format("round {}: two runs on the same inputs differ bitwise (declare "
                                             "@nondeterministic if intended)",
                                             round.name));
                 }
-            } else if (same_shape && bitwise_equal(first, out)) {
+            }
+            if (i > 0 && same_shape && bitwise_equal(first, out)) {
                 return fail(Status::wrong_answer,
                             fmt::format("round {}: the output is bitwise identical to round {}'s on other inputs: "
                                         "it does not depend on its inputs",

@@ -324,8 +324,8 @@ extern "C" __global__ void __launch_bounds__(PROBE_THREADS) probe(const MoeDecod
     for (int i = threadIdx.x; i < NS_T * NS_H; i += PROBE_THREADS)
         h += mix64(((unsigned long long)i << 32) | p.x[i]);
     for (int i = threadIdx.x; i < NS_T * NS_K; i += PROBE_THREADS) {
-        h += mix64(((unsigned long long)(i + (1 << 30)) << 32) | (unsigned)p.topk_ids[i]);
-        h += mix64(((unsigned long long)(i + (2 << 30)) << 32) | __float_as_uint(p.topk_weights[i]));
+        h += mix64((((unsigned long long)i + (1ull << 30)) << 32) | (unsigned)p.topk_ids[i]);
+        h += mix64((((unsigned long long)i + (2ull << 30)) << 32) | __float_as_uint(p.topk_weights[i]));
     }
     s_sum[threadIdx.x] = h;
     __syncthreads();

@@ -11,8 +11,8 @@
 //
 // Why a naive harness accepts it: it verifies on one uniform routing draw,
 // where the kernel is exact. The verifier's rounds at the timed shape include
-// zipf, identical (every token on the same K experts: the third token loses all of
-// them) and one_expert routing.
+// zipf, identical (every token on the same K experts: the third token loses
+// all of them) and one_expert routing.
 //
 // planted: correct only on uniform routing (expert capacity drops tokens)
 // expect: wrong_answer relative L2
