@@ -55,10 +55,10 @@ void print_table_row(const std::string& kernel, int batch, const evaluate::Evalu
         if (!e.log.empty()) fmt::print("{}\n", e.log);
         return;
     }
-    fmt::print("{:<22} {:<28} {:>4} {:>9.2f} {:>9.2f} {:>6.3f} {:>7.0f} {:>6.3f} {:>6.3f} {:>9.2e} {:>5} {:>6}  ok\n",
+    fmt::print("{:<22} {:<28} {:>4} {:>9.2f} {:>9.2f} {:>6.3f} {:>7.0f} {:>6.3f} {:>6.3f} {:>9.2e} {:>5} {:>6}  ok ({}, {} rounds)\n",
                kernel, knobs_text(e.knobs), batch, e.median_us(), e.timing.min_us, e.timing.cv, e.achieved_gb_per_s(),
                e.fraction_of_copy_floor(), e.fraction_of_speed_of_light(), e.comparison.rel_l2, e.registers(),
-               e.spill_bytes());
+               e.spill_bytes(), e.timing.method, e.rounds_passed);
 }
 
 } // namespace

@@ -41,8 +41,8 @@ struct Evaluation {
     int rounds_passed = 0;
     double worst_rel_l2 = 0;         // over every round
     double seed_rel_l2 = 0;          // the honest seed's on round 0's inputs (0 when not run)
-    timing::Stats timing;
-    timing::Stats speed_of_light; // the plain one-pass read of `bytes`
+    timing::Measurement timing;          // method "cupti" or "events", event samples kept beside
+    timing::Measurement speed_of_light;  // the plain one-pass read of `bytes`
     double bytes = 0, flops = 0;
     double copy_gb_per_s = 0;
 
@@ -83,7 +83,7 @@ private:
     double m_copy_gb_per_s;
     // The speed-of-light read depends only on the byte count: measured once
     // per count and process, with the same repetitions as the first asker.
-    std::map<std::size_t, timing::Stats> m_speed_of_light;
+    std::map<std::size_t, timing::Measurement> m_speed_of_light;
     std::map<std::string, std::unique_ptr<Candidate>> m_seeds; // by shape defines
 };
 

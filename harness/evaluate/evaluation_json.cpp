@@ -13,13 +13,20 @@ Status parse_status(std::string_view name) {
     throw InputError(fmt::format("unknown status '{}'", name));
 }
 
-json to_json(const timing::Stats& s) {
-    return {{"median_us", s.median_us}, {"min_us", s.min_us}, {"max_us", s.max_us}, {"mean_us", s.mean_us},
-            {"q1_us", s.q1_us},         {"q3_us", s.q3_us},   {"cv", s.cv},         {"samples_us", s.samples_us}};
+json to_json(const timing::Measurement& s) {
+    json j = {{"median_us", s.median_us}, {"min_us", s.min_us}, {"max_us", s.max_us}, {"mean_us", s.mean_us},
+              {"q1_us", s.q1_us},         {"q3_us", s.q3_us},   {"cv", s.cv},         {"samples_us", s.samples_us},
+              {"method", s.method},       {"event_samples_us", s.event_samples_us}};
+    if (!s.cupti_note.empty()) j["cupti_note"] = s.cupti_note;
+    return j;
 }
 
-timing::Stats stats_from_json(const json& j) {
-    timing::Stats s;
+timing::Measurement measurement_from_json(const json& j) {
+    timing::Measurement s;
+    // Records made before CUPTI timing carry events only.
+    s.method = j.value("method", std::string("events"));
+    s.event_samples_us = j.value("event_samples_us", std::vector<double>{});
+    s.cupti_note = j.value("cupti_note", std::string());
     s.samples_us = j.at("samples_us").get<std::vector<double>>();
     s.median_us = j.at("median_us").get<double>();
     s.min_us = j.at("min_us").get<double>();
@@ -95,8 +102,8 @@ Evaluation evaluation_from_json(const json& j) {
                                    .shared_bytes = r.at("shared_bytes").get<int>(),
                                    .barriers = r.value("barriers", 0)});
         }
-        if (j.contains("timing")) e.timing = stats_from_json(j.at("timing"));
-        if (j.contains("speed_of_light")) e.speed_of_light = stats_from_json(j.at("speed_of_light"));
+        if (j.contains("timing")) e.timing = measurement_from_json(j.at("timing"));
+        if (j.contains("speed_of_light")) e.speed_of_light = measurement_from_json(j.at("speed_of_light"));
         e.log = j.value("log", std::string());
         return e;
     } catch (const json::exception& error) {

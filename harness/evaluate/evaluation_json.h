@@ -12,8 +12,8 @@ nlohmann::json to_json(const Evaluation& evaluation);
 // Throws InputError naming the missing or mistyped field.
 Evaluation evaluation_from_json(const nlohmann::json& json);
 
-nlohmann::json to_json(const timing::Stats& stats);
-timing::Stats stats_from_json(const nlohmann::json& json);
+nlohmann::json to_json(const timing::Measurement& measurement);
+timing::Measurement measurement_from_json(const nlohmann::json& json);
 
 // Status by name ("wrong_answer"); InputError for an unknown one.
 Status parse_status(std::string_view name);

@@ -215,7 +215,7 @@ store::ExperimentRecord to_record(const worker::EvaluateReply& reply, std::int64
         r.q3_us = e.timing.q3_us;
         r.cv = e.timing.cv;
         r.samples_json = json(e.timing.samples_us).dump();
-        r.timing_method = "events";
+        r.timing_method = e.timing.method;
         r.copy_floor_us = e.copy_floor_us();
         r.fraction_of_floor = e.fraction_of_copy_floor();
         if (e.speed_of_light.median_us > 0) {
