@@ -4,11 +4,18 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 
 namespace nightshift::evaluate {
 namespace {
+
+// Below this many outputs the ratio of two kernels' errors is mostly noise
+// (bf16 rounding of a few hundred values), so the honest-seed bound is not
+// applied: at tiny T=1 an honest bf16-intermediate kernel measured 2.8x the
+// fp32 seed's error on one round, against ~1.75x on large outputs.
+constexpr std::size_t k_min_pooled_elements = 4096;
 
 bool bitwise_equal(const std::vector<double>& a, const std::vector<double>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
@@ -119,6 +126,19 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
     // determinism check and the second as the input-dependence check.
     if (options.verification_rounds) {
         std::vector<double> first;
+        // Errors of the candidate and of the honest seed, pooled over the
+        // rounds at the timed shape: one round of a small output is too noisy
+        // to hold a kernel to a multiple of another's error.
+        struct Pooled {
+            double candidate_err2 = 0, seed_err2 = 0, ref2 = 0;
+            std::size_t elements = 0;
+            void add(double candidate_rel, double seed_rel, double round_ref2, std::size_t n) {
+                candidate_err2 += candidate_rel * candidate_rel * round_ref2;
+                seed_err2 += seed_rel * seed_rel * round_ref2;
+                ref2 += round_ref2;
+                elements += n;
+            }
+        } pooled;
         std::string first_defines;
         auto cases = spec.verification_cases(problem.request(), result.verification_seed);
         for (std::size_t i = 0; i < cases.size(); ++i) {
@@ -138,7 +158,8 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
                         c = other_shape.get();
                     }
                     out = run_once(*c, *round_problem);
-                    if (Candidate* seed = accuracy_seed(*round_problem, spec, file.source)) {
+                    Candidate* seed = same_shape ? accuracy_seed(*round_problem, spec, file.source) : nullptr;
+                    if (seed) {
                         seed_error = verifier::compare(run_once(*seed, *round_problem), round_problem->reference(),
                                                        round_problem->tolerance())
                                          .rel_l2;
@@ -159,11 +180,10 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
                             fmt::format("round {}: {}{}", round.name, c.reason,
                                         c.first_mismatches.empty() ? "" : "; first: " + c.first_mismatches));
             }
-            if (seed_error > 0 && c.rel_l2 > options.max_error_vs_seed * std::max(seed_error, 5e-4)) {
-                return fail(Status::wrong_answer,
-                            fmt::format("round {}: relative L2 error {:.3g} is more than {:.1f}x that of the honest "
-                                        "seed ({:.3g}) on the same inputs",
-                                        round.name, c.rel_l2, options.max_error_vs_seed, seed_error));
+            if (seed_error > 0 && same_shape) {
+                double ref2 = 0;
+                for (double v : round_problem->reference()) ref2 += v * v;
+                pooled.add(c.rel_l2, seed_error, ref2, out.size());
             }
             if (i == 0) {
                 result.seed_rel_l2 = seed_error;
@@ -191,6 +211,17 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
             ++result.rounds_passed;
         }
         candidate->rebind(problem);
+        if (pooled.elements >= k_min_pooled_elements && pooled.ref2 > 0) {
+            double candidate_rel = std::sqrt(pooled.candidate_err2 / pooled.ref2);
+            double seed_rel = std::sqrt(pooled.seed_err2 / pooled.ref2);
+            if (candidate_rel > options.max_error_vs_seed * std::max(seed_rel, 5e-4)) {
+                return fail(Status::wrong_answer,
+                            fmt::format("relative L2 error {:.3g} is more than {:.1f}x that of the honest seed "
+                                        "({:.3g}) on the same inputs, pooled over {} outputs of the rounds at the "
+                                        "timed shape",
+                                        candidate_rel, options.max_error_vs_seed, seed_rel, pooled.elements));
+            }
+        }
     }
 
     // The timed problem itself.
