@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
 #include <unistd.h>
 
 namespace nightshift::testing {
@@ -36,6 +37,12 @@ inline const cuda::Compiler& test_compiler() {
     static const cuda::Compiler compiler(std::filesystem::temp_directory_path() /
                                          ("nightshift-test-cache-" + std::to_string(::getpid())));
     return compiler;
+}
+
+// A seed no earlier run used: every check draws fresh inputs.
+inline unsigned long long fresh_seed() {
+    std::random_device entropy;
+    return (static_cast<unsigned long long>(entropy()) << 32) | entropy();
 }
 
 } // namespace nightshift::testing

@@ -1,6 +1,7 @@
 #include "harness/evaluate/evaluate.h"
 
 #include "harness/cuda/tests/gpu_test_support.h"
+#include "harness/evaluate/tests/gpu_harness.h"
 #include "harness/evaluate/tests/seed_files.h"
 #include "verifier/moe_decode/presets.h"
 #include "verifier/moe_decode/spec.h"
@@ -16,24 +17,10 @@ namespace md = verifier::moe_decode;
 using testing::gpu_device;
 using testing::test_compiler;
 
-unsigned long long fresh_seed() {
-    std::random_device entropy;
-    return (static_cast<unsigned long long>(entropy()) << 32) | entropy();
-}
+using testing::fresh_seed;
 
-// One spec, timer and evaluator for the binary: the spec keeps one model's
-// weights resident, so tests walk presets in order.
-struct GpuHarness {
-    timing::Timer timer{*gpu_device(), test_compiler()};
-    md::Spec spec{*gpu_device(), test_compiler()};
-    Evaluator evaluator{*gpu_device(), test_compiler(), timer, 3000.0};
-    EvaluateOptions quick{.timing = {.warmup = 1, .repetitions = 3}, .time_speed_of_light = false};
-};
-
-GpuHarness& harness() {
-    static GpuHarness instance;
-    return instance;
-}
+using testing::GpuHarness;
+GpuHarness& harness() { return testing::gpu_harness(); }
 
 std::string knobs_text(const kernels::Symbols& knobs) {
     std::string text;

@@ -20,6 +20,7 @@
 
 #include "harness/core/paths.h"
 #include "harness/cuda/tests/gpu_test_support.h"
+#include "harness/evaluate/tests/gpu_harness.h"
 #include "verifier/moe_decode/presets.h"
 #include "verifier/moe_decode/spec.h"
 
@@ -180,24 +181,10 @@ TEST(PlantedCorpusGpuFiles, EveryFileIsWellFormed) {
     }
 }
 
-unsigned long long fresh_seed() {
-    std::random_device entropy;
-    return (static_cast<unsigned long long>(entropy()) << 32) | entropy();
-}
+using testing::fresh_seed;
 
-// One spec, timer and evaluator per process. The floor is the measured copy
-// bandwidth, as in `bench` and `run`.
-struct GpuHarness {
-    timing::Timer timer{*gpu_device(), test_compiler()};
-    md::Spec spec{*gpu_device(), test_compiler()};
-    Evaluator evaluator{*gpu_device(), test_compiler(), timer, timer.copy_bandwidth().gb_per_s};
-    EvaluateOptions quick{.timing = {.warmup = 1, .repetitions = 5}, .time_speed_of_light = false};
-};
-
-GpuHarness& harness() {
-    static GpuHarness instance;
-    return instance;
-}
+using testing::GpuHarness;
+GpuHarness& harness() { return testing::gpu_harness(); }
 
 std::string one_line(std::string text, std::size_t most) {
     std::replace(text.begin(), text.end(), '\n', ' ');

@@ -11,10 +11,7 @@ namespace {
 using testing::gpu_device;
 using testing::test_compiler;
 
-unsigned long long fresh_seed() {
-    std::random_device entropy;
-    return (static_cast<unsigned long long>(entropy()) << 32) | entropy();
-}
+using testing::fresh_seed;
 
 // The device generator and the host reproduce each other bit for bit, so the
 // CPU reference sees exactly the weights the kernels read.
