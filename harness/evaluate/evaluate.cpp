@@ -245,7 +245,31 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
         }
     }
 
-    result.timing = m_timer.time([&](CUstream s) { candidate->enqueue(s); }, options.timing);
+    std::unique_ptr<Candidate> baseline;
+    if (options.baseline) {
+        try {
+            baseline = std::make_unique<Candidate>(*options.baseline, options.baseline_knobs, problem, spec, m_device,
+                                                   m_compiler, options.baseline_compiled);
+            auto check = verifier::compare(run_once(*baseline, problem), problem.reference(), problem.tolerance());
+            if (!check.passed) {
+                result.baseline_message = "the baseline is wrong on this problem: " + check.reason;
+                baseline.reset();
+            }
+        } catch (const CandidateError& e) {
+            result.baseline_message = std::string("the baseline does not build here: ") + e.what();
+        }
+    }
+    if (baseline) {
+        auto [candidate_timing, baseline_timing] = m_timer.time_pair(
+            [&](CUstream s) { candidate->enqueue(s); }, [&](CUstream s) { baseline->enqueue(s); }, options.timing);
+        result.timing = std::move(candidate_timing);
+        result.baseline_timing = std::move(baseline_timing);
+        const timing::Stats& b = result.baseline_timing;
+        result.speedup = b.median_us / result.timing.median_us;
+        result.speedup_noise = 2.0 * b.cv * b.mean_us / b.median_us;
+    } else {
+        result.timing = m_timer.time([&](CUstream s) { candidate->enqueue(s); }, options.timing);
+    }
 
     // The last timed iteration's output must still be right: a kernel that is
     // only right on its first call (state, caches) fails here.

@@ -8,6 +8,7 @@
 #include "harness/timing/timer.h"
 #include "verifier/compare.h"
 
+#include <cmath>
 #include <map>
 #include <string>
 
@@ -24,6 +25,11 @@ struct EvaluateOptions {
     // A candidate's relative L2 error may be at most this multiple of the
     // honest seed's on the same inputs.
     double max_error_vs_seed = 2.5;
+    // The plan's baseline, timed interleaved with the candidate (A B A B) on
+    // the same problem; null: the candidate is timed alone.
+    const kernels::KernelFile* baseline = nullptr;
+    kernels::Symbols baseline_knobs;
+    const cuda::CompileResult* baseline_compiled = nullptr;
 };
 
 struct Evaluation {
@@ -43,6 +49,14 @@ struct Evaluation {
     double seed_rel_l2 = 0;          // the honest seed's on round 0's inputs (0 when not run)
     timing::Measurement timing;          // method "cupti" or "events", event samples kept beside
     timing::Measurement speed_of_light;  // the plain one-pass read of `bytes`
+    // Side by side with the baseline (when one was given): its timing from
+    // the same interleaved run, the speedup of medians, and the noise floor
+    // (2 sigma of the baseline's samples, relative): a speedup within it is
+    // no change.
+    timing::Measurement baseline_timing;
+    double speedup = 0, speedup_noise = 0;
+    std::string baseline_message; // why the baseline could not be timed, if it could not
+    bool speedup_significant() const { return speedup > 0 && std::abs(speedup - 1.0) > speedup_noise; }
     double bytes = 0, flops = 0;
     double copy_gb_per_s = 0;
 

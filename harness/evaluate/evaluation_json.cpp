@@ -60,7 +60,11 @@ json to_json(const Evaluation& e) {
                 {"verification_seed", e.verification_seed},
                 {"rounds_passed", e.rounds_passed},
                 {"worst_rel_l2", e.worst_rel_l2},
-                {"seed_rel_l2", e.seed_rel_l2}};
+                {"seed_rel_l2", e.seed_rel_l2},
+                {"speedup", e.speedup},
+                {"speedup_noise", e.speedup_noise}};
+    if (e.speedup > 0) row["baseline_timing"] = to_json(e.baseline_timing);
+    if (!e.baseline_message.empty()) row["baseline_message"] = e.baseline_message;
     if (e.status == Status::ok) {
         row["timing"] = to_json(e.timing);
         if (!e.speed_of_light.samples_us.empty()) row["speed_of_light"] = to_json(e.speed_of_light);
@@ -93,6 +97,10 @@ Evaluation evaluation_from_json(const json& j) {
         e.rounds_passed = j.value("rounds_passed", 0);
         e.worst_rel_l2 = j.value("worst_rel_l2", 0.0);
         e.seed_rel_l2 = j.value("seed_rel_l2", 0.0);
+        e.speedup = j.value("speedup", 0.0);
+        e.speedup_noise = j.value("speedup_noise", 0.0);
+        if (j.contains("baseline_timing")) e.baseline_timing = measurement_from_json(j.at("baseline_timing"));
+        e.baseline_message = j.value("baseline_message", std::string());
         for (const auto& r : j.at("resources")) {
             e.resources.push_back({.name = r.at("entry").get<std::string>(),
                                    .registers = r.at("registers").get<int>(),

@@ -225,6 +225,7 @@ store::ExperimentRecord to_record(const worker::EvaluateReply& reply, std::int64
         if (reply.baseline && reply.baseline->status == evaluate::Status::ok) {
             r.baseline_median_us = reply.baseline->timing.median_us;
             r.speedup = reply.baseline->timing.median_us / e.timing.median_us;
+            if (e.speedup > 0) r.speedup_noise = e.speedup_noise;
         }
     }
     return r;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <map>
 
 namespace nightshift::research {
@@ -35,9 +36,16 @@ int write_findings(store::Store& store, std::int64_t run_id, std::int64_t loop_i
     std::string problem = fmt::format("{} T={} {}", key.model, key.batch, key.format);
     int written = 0;
     double fraction = best->fraction_of_floor.value_or(0);
+    std::string versus;
+    if (best->speedup && best->speedup_noise) {
+        bool no_change = std::abs(*best->speedup - 1.0) <= *best->speedup_noise;
+        versus = fmt::format("; {:.2f}x the baseline timed beside it (noise +-{:.3f}){}", *best->speedup,
+                             *best->speedup_noise, no_change ? ": no change" : "");
+    }
     store.add_finding(run_id, loop_id, problem_id, "best_knobs",
-                      fmt::format("{} on {}: best {} at {:.1f} us, {:.3f} of the copy-rate floor ({} points measured)",
-                                  kernel_path, problem, best->knobs_json, *best->median_us, fraction, ok.size()),
+                      fmt::format("{} on {}: best {} at {:.1f} us, {:.3f} of the copy-rate floor ({} points "
+                                  "measured){}",
+                                  kernel_path, problem, best->knobs_json, *best->median_us, fraction, ok.size(), versus),
                       {best->id});
     ++written;
     if (fraction >= 0.9) {

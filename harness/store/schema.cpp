@@ -171,12 +171,14 @@ CREATE INDEX plan_revisions_by_run ON plan_revisions (run_id);
 )sql";
 
 // Version 2: what verification did before a number was timed, so a row can
-// be re-verified on the very same inputs.
+// be re-verified on the very same inputs; and the noise floor of the speedup
+// (2 sigma of the interleaved baseline, relative).
 constexpr std::string_view k_version_2 = R"sql(
 ALTER TABLE experiments ADD COLUMN verification_seed INTEGER;
 ALTER TABLE experiments ADD COLUMN rounds_passed INTEGER;
 ALTER TABLE experiments ADD COLUMN worst_rel_l2 REAL;
 ALTER TABLE experiments ADD COLUMN seed_rel_l2 REAL;
+ALTER TABLE experiments ADD COLUMN speedup_noise REAL;
 )sql";
 
 constexpr std::array<std::string_view, 2> k_migrations = {k_version_1, k_version_2};

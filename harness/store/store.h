@@ -92,6 +92,7 @@ struct ExperimentRecord {
     std::optional<std::int64_t> verification_seed;
     std::optional<int> rounds_passed;
     std::optional<double> worst_rel_l2, seed_rel_l2;
+    std::optional<double> speedup_noise; // a speedup within 1 +- this is no change
     bool operator==(const ExperimentRecord&) const = default;
 };
 

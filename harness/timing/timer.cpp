@@ -66,6 +66,32 @@ Measurement Timer::time(const std::function<void(CUstream)>& work, const TimingO
     return measure(work, options, /*use_cupti=*/true);
 }
 
+std::pair<Measurement, Measurement> Timer::time_pair(const std::function<void(CUstream)>& a,
+                                                     const std::function<void(CUstream)>& b,
+                                                     const TimingOptions& options) {
+    // One protocol run of twice the iterations, alternating B and A (A last,
+    // so the final output is A's); with an even warm-up count, even samples
+    // are B's and odd ones A's.
+    int call = 0;
+    Measurement both = measure([&](CUstream stream) { (call++ % 2 == 0 ? b : a)(stream); },
+                               TimingOptions{.warmup = 2 * options.warmup, .repetitions = 2 * options.repetitions},
+                               /*use_cupti=*/true);
+    auto split = [&](int parity) {
+        std::vector<double> samples, events;
+        for (std::size_t i = static_cast<std::size_t>(parity); i < both.samples_us.size(); i += 2) {
+            samples.push_back(both.samples_us[i]);
+            if (i < both.event_samples_us.size()) events.push_back(both.event_samples_us[i]);
+        }
+        Measurement m;
+        static_cast<Stats&>(m) = summarize(std::move(samples));
+        m.method = both.method;
+        m.event_samples_us = std::move(events);
+        m.cupti_note = both.cupti_note;
+        return m;
+    };
+    return {split(1), split(0)};
+}
+
 Measurement Timer::measure(const std::function<void(CUstream)>& work, const TimingOptions& options,
                            bool use_cupti) {
     if (options.repetitions < 1 || options.warmup < 0) throw InputError("timing needs repetitions >= 1");

@@ -64,6 +64,13 @@ public:
     // enqueues no kernel is a cuda::NoCandidateKernelError.
     Measurement time(const std::function<void(CUstream)>& work, const TimingOptions& options);
 
+    // Times two calls interleaved, A B A B, each after its own L2 flush, so a
+    // candidate and its baseline see the same GPU state and clocks: the
+    // speedup is a ratio measured side by side.
+    std::pair<Measurement, Measurement> time_pair(const std::function<void(CUstream)>& a,
+                                                  const std::function<void(CUstream)>& b,
+                                                  const TimingOptions& options);
+
     // The measured speed of light for `bytes`: one plain read of that many
     // bytes, best launch shape of a few, timed like time() does.
     Measurement time_read(std::size_t bytes, const TimingOptions& options);

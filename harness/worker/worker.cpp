@@ -12,6 +12,7 @@
 
 #include <iostream>
 #include <map>
+#include <optional>
 
 namespace nightshift::worker {
 namespace {
@@ -47,20 +48,28 @@ public:
         evaluate::EvaluateOptions options{.timing = request.timing,
                                           .time_speed_of_light = request.time_speed_of_light,
                                           .max_error_vs_seed = request.max_error_vs_seed};
+        // The baseline is timed interleaved with the candidate (A B A B) in
+        // the same run, so the speedup is a ratio measured side by side.
+        std::optional<kernels::KernelFile> baseline;
+        if (request.baseline) {
+            baseline = kernels::parse_kernel_file(request.baseline->path, request.baseline->source);
+            options.baseline = &*baseline;
+            options.baseline_knobs = request.baseline->knobs;
+            options.baseline_compiled = &request.baseline->compiled;
+        }
         EvaluateReply reply;
         reply.id = request.id;
         reply.evaluation = run(request.candidate, spec, problem, options);
-        if (request.baseline) {
-            // The baseline is timed once per problem in this worker, so every
-            // candidate's speedup comes from the same process and GPU state.
-            std::string key = problem_key(request.problem) + "|" + request.baseline->compiled.key;
-            auto found = m_baselines.find(key);
-            if (found == m_baselines.end()) {
-                evaluate::EvaluateOptions baseline_options = options;
-                baseline_options.time_speed_of_light = false;
-                found = m_baselines.emplace(key, run(*request.baseline, spec, problem, baseline_options)).first;
-            }
-            reply.baseline = found->second;
+        if (reply.evaluation.speedup > 0) {
+            evaluate::Evaluation side;
+            side.status = evaluate::Status::ok;
+            side.problem = reply.evaluation.problem;
+            side.knobs = request.baseline->knobs;
+            side.timing = reply.evaluation.baseline_timing;
+            side.bytes = reply.evaluation.bytes;
+            side.flops = reply.evaluation.flops;
+            side.copy_gb_per_s = reply.evaluation.copy_gb_per_s;
+            reply.baseline = side;
         }
         return reply;
     }
@@ -93,7 +102,6 @@ private:
     evaluate::Evaluator m_evaluator;
     std::map<std::string, std::unique_ptr<verifier::OpSpec>> m_specs;
     std::map<std::string, std::unique_ptr<verifier::Problem>> m_problems;
-    std::map<std::string, evaluate::Evaluation> m_baselines;
 };
 
 void reply(std::ostream& out, const json& message) {

@@ -28,5 +28,38 @@ TEST(TimerGpu, ReadTimesArePhysical) {
     EXPECT_LE(one.min_us, one.median_us);
 }
 
+// Interleaved timing keeps the two series apart: kernels that wait 20 and
+// 40 µs come back as about 20 and 40, whichever runs first.
+TEST(TimerGpu, InterleavedPairsKeepTheirOwnSamples) {
+    NS_REQUIRE_GPU();
+    const char* source = R"(
+extern "C" __global__ void wait_ns(unsigned long long ns) {
+    unsigned long long start, now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now)); } while (now - start < ns);
+}
+)";
+    auto compiled = test_compiler().compile(
+        {.name = "wait.cu", .source = source, .arch = gpu_device()->info().arch(), .options = {}, .include_dirs = {}});
+    ASSERT_TRUE(compiled.ok) << compiled.log;
+    cuda::Module module(compiled.cubin);
+    cuda::Function wait = module.function("wait_ns");
+    auto waiting = [&](unsigned long long ns) {
+        return [&wait, ns](CUstream stream) mutable {
+            void* args[] = {&ns};
+            cuda::launch(wait, {1, 1, 1}, {32, 1, 1}, 0, stream, args);
+        };
+    };
+    Timer timer(*gpu_device(), test_compiler());
+    auto [a, b] = timer.time_pair(waiting(20'000), waiting(40'000), {.warmup = 2, .repetitions = 15});
+    EXPECT_EQ(a.samples_us.size(), 15u);
+    EXPECT_EQ(b.samples_us.size(), 15u);
+    EXPECT_NEAR(a.median_us, 20.0, 6.0);
+    EXPECT_NEAR(b.median_us, 40.0, 6.0);
+    auto [c, d] = timer.time_pair(waiting(40'000), waiting(20'000), {.warmup = 2, .repetitions = 15});
+    EXPECT_NEAR(c.median_us, 40.0, 6.0);
+    EXPECT_NEAR(d.median_us, 20.0, 6.0);
+}
+
 } // namespace
 } // namespace nightshift::timing
