@@ -169,8 +169,12 @@ const std::vector<double>& GpuProblem::reference() {
 
 Tolerance GpuProblem::tolerance() const {
     // bf16 output rounding alone gives ~1e-3 relative L2; a bf16 intermediate
-    // (the standard path) a few 1e-3. Above 1e-2 something is wrong.
-    return Tolerance{.max_rel_l2 = 1e-2, .max_abs_over_rms = 5e-2};
+    // (the standard path) a few 1e-3. Above 1e-2 something is wrong. The
+    // worst single element grows with the output count: the honest
+    // expert-centric seed reached 0.054 of the RMS over 87k outputs (T=31 on
+    // Gemma 4, H100), so one element may be off by a tenth of the RMS; a
+    // wrong element is off by about the RMS itself.
+    return Tolerance{.max_rel_l2 = 1e-2, .max_abs_over_rms = 1e-1};
 }
 
 int GpuProblem::distinct_experts() const {
