@@ -40,7 +40,8 @@ extern "C" void on_signal(int) { g_stop.store(true); }
 
 // A kernel file as the loops know it: parsed once, with its store id.
 struct LoadedKernel {
-    kernels::KernelFile file;
+    kernels::KernelFile file; // path: the resolved file, so its own folder is on the include path
+    std::string reference;    // as the plan names it; rows and messages use this
     std::string origin;
     std::int64_t id = 0;
     std::string source_hash;
@@ -280,7 +281,7 @@ public:
 private:
     const LoadedKernel& find_kernel(const std::string& reference) {
         for (const auto& k : m_kernels) {
-            if (k.file.path == reference) return k;
+            if (k.reference == reference) return k;
         }
         throw Error("internal: kernel " + reference + " was not loaded");
     }
@@ -381,7 +382,7 @@ private:
             worker::EvaluateReply reply;
             if (!request.candidate.compiled.ok) {
                 reply.evaluation.status = evaluate::Status::compile_error;
-                reply.evaluation.message = kernel.file.path + " does not compile";
+                reply.evaluation.message = kernel.reference + " does not compile";
                 reply.evaluation.log = request.candidate.compiled.log;
                 reply.evaluation.knobs = proposal->knobs;
             } else {
@@ -399,13 +400,13 @@ private:
             }
             m_shared.experiments.fetch_add(1);
             if (record.status != evaluate::Status::ok) m_shared.failures.fetch_add(1);
-            m_shared.progress.experiment(key, record, kernel.file.path);
+            m_shared.progress.experiment(key, record, kernel.reference);
             if (record.fraction_of_floor && *record.fraction_of_floor >= plan.stop_fraction_of_floor) {
                 m_shared.mark_problem_done(problem_id);
                 m_store.add_finding(m_shared.run_id, m_id, problem_id, "stop_rule",
                                     fmt::format("{} reached {:.3f} of the copy-rate floor (stop rule {:.2f}): "
                                                 "stopping this problem",
-                                                kernel.file.path, *record.fraction_of_floor,
+                                                kernel.reference, *record.fraction_of_floor,
                                                 plan.stop_fraction_of_floor),
                                     {record.id});
                 break;
@@ -416,7 +417,7 @@ private:
         bool complete = std::all_of(pending.begin(), pending.end(),
                                     [&](const auto& p) { return m_store.has_experiment(p.second, problem_id); });
         if (measured > 0 && complete && m_shared.take_findings(kernel.id, problem_id)) {
-            write_findings(m_store, m_shared.run_id, m_id, problem_id, key, kernel.id, kernel.file.path,
+            write_findings(m_store, m_shared.run_id, m_id, problem_id, key, kernel.id, kernel.reference,
                            m_shared.evaluator.name());
         }
     }
@@ -437,8 +438,7 @@ LoadedKernel load_kernel(store::Store& db, const Plan& plan, const std::string& 
                          int line) {
     auto root = project_root();
     std::filesystem::path path = resolve_kernel(plan, reference, root, line);
-    LoadedKernel k{kernels::load_kernel_file(path), origin, 0, ""};
-    k.file.path = reference; // plans and rows name kernels as the plan does
+    LoadedKernel k{kernels::load_kernel_file(path), reference, origin, 0, ""};
     k.file.check_symbols({"T", "H", "I", "E", "K"});
     k.source_hash = sha256_hex(k.file.source);
     k.id = db.kernel_id({.id = 0, .source_hash = k.source_hash, .source = k.file.source, .path = reference,
@@ -531,7 +531,7 @@ RunSummary run_plan(const RunOptions& options) {
     kernels.push_back(baseline);
     for (const auto& direction : plan.directions) {
         for (const auto& reference : direction.kernels) {
-            bool known = std::any_of(kernels.begin(), kernels.end(), [&](auto& k) { return k.file.path == reference; });
+            bool known = std::any_of(kernels.begin(), kernels.end(), [&](auto& k) { return k.reference == reference; });
             if (known) continue;
             std::string origin = reference.find("planted") != std::string::npos ? "planted" : "seed";
             kernels.push_back(load_kernel(db, plan, reference, origin, direction.line));
