@@ -59,7 +59,8 @@ public:
         }
         EvaluateReply reply;
         reply.id = request.id;
-        reply.evaluation = run(request.candidate, spec, problem, options);
+        reply.evaluation = m_evaluator.evaluate(file, request.candidate.knobs, problem, spec, options,
+                                                &request.candidate.compiled);
         if (reply.evaluation.speedup > 0) {
             evaluate::Evaluation side;
             side.status = evaluate::Status::ok;
@@ -75,12 +76,6 @@ public:
     }
 
 private:
-    evaluate::Evaluation run(const CompiledKernel& kernel, verifier::OpSpec& spec, verifier::Problem& problem,
-                             const evaluate::EvaluateOptions& options) {
-        kernels::KernelFile file = kernels::parse_kernel_file(kernel.path, kernel.source);
-        return m_evaluator.evaluate(file, kernel.knobs, problem, spec, options, &kernel.compiled);
-    }
-
     verifier::OpSpec& spec_for(const std::string& op) {
         auto found = m_specs.find(op);
         if (found == m_specs.end()) found = m_specs.emplace(op, verifier::make_op_spec(op, m_device, m_compiler)).first;
