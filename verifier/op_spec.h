@@ -48,6 +48,10 @@ public:
     virtual void poison_output(const cuda::Stream& stream) = 0; // NaN everywhere
     virtual std::vector<double> read_output() const = 0;
     virtual const std::vector<double>& reference() = 0;     // computed once, float64
+    // The float64 output of the model itself: for a quantized weight format,
+    // the op on the original bf16 weights (reference() uses the dequantized
+    // ones, which is what a kernel is judged against); otherwise reference().
+    virtual const std::vector<double>& model_reference() { return reference(); }
     // False when something was written past the end of the output (a guard
     // region after it, filled by poison_output, changed).
     virtual bool output_guard_intact() const = 0;
@@ -74,8 +78,8 @@ public:
     virtual std::vector<VerificationCase> verification_cases(const ProblemRequest& timed,
                                                              unsigned long long seed) const = 0;
     // The honest seed kernel whose error on the same inputs bounds a
-    // candidate's (a lower-precision shortcut must not pass).
-    virtual std::string accuracy_seed_path() const = 0;
+    // candidate's (a lower-precision shortcut must not pass), per weight format.
+    virtual std::string accuracy_seed_path(const std::string& format) const = 0;
 };
 
 // The registry of ops. Throws InputError naming the known ops.

@@ -69,6 +69,7 @@ int run(int argc, char** argv) {
     compile_cmd->add_option("file", compile_options.kernel_file, "kernel file")->required();
     compile_cmd->add_option("--model", compile_options.model, "model preset")->capture_default_str();
     compile_cmd->add_option("--batch", compile_options.batch, "batch size T")->capture_default_str();
+    compile_cmd->add_option("--format", compile_options.format, "weight format")->capture_default_str();
     compile_cmd->add_option("--knob", compile_knobs, "knob value NAME=VALUE (repeatable)");
     compile_cmd->add_option("--arch", compile_options.arch, "target architecture")->capture_default_str();
     compile_cmd->add_flag("--all-knobs", compile_options.all_knobs, "compile every point of the knob space");

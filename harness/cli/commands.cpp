@@ -14,6 +14,7 @@
 #include "verifier/op_spec.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <iostream>
@@ -43,21 +44,25 @@ json evaluation_json(const std::string& kernel, int batch, const evaluate::Evalu
 }
 
 void print_table_header() {
-    fmt::print("{:<22} {:<28} {:>4} {:>9} {:>9} {:>6} {:>7} {:>6} {:>6} {:>9} {:>5} {:>6}  {}\n", "kernel", "knobs",
-               "B", "median_us", "min_us", "cv", "GB/s", "floor", "sol", "rel_l2", "regs", "spills", "status");
+    fmt::print("{:<22} {:<28} {:>4} {:>9} {:>9} {:>6} {:>7} {:>6} {:>6} {:>9} {:>9} {:>5} {:>6}  {}\n", "kernel",
+               "knobs", "B", "median_us", "min_us", "cv", "GB/s", "floor", "sol", "rel_l2", "model_l2", "regs",
+               "spills", "status");
 }
 
 void print_table_row(const std::string& kernel, int batch, const evaluate::Evaluation& e) {
     if (e.status != evaluate::Status::ok) {
-        fmt::print("{:<22} {:<28} {:>4} {:>9} {:>9} {:>6} {:>7} {:>6} {:>6} {:>9.2e} {:>5} {:>6}  {}: {}\n", kernel,
-                   knobs_text(e.knobs), batch, "-", "-", "-", "-", "-", "-", e.comparison.rel_l2, e.registers(),
+        fmt::print("{:<22} {:<28} {:>4} {:>9} {:>9} {:>6} {:>7} {:>6} {:>6} {:>9.2e} {:>9} {:>5} {:>6}  {}: {}\n",
+                   kernel, knobs_text(e.knobs), batch, "-", "-", "-", "-", "-", "-", e.comparison.rel_l2, "-",
+                   e.registers(),
                    e.spill_bytes(), evaluate::to_string(e.status), e.message);
         if (!e.log.empty()) fmt::print("{}\n", e.log);
         return;
     }
-    fmt::print("{:<22} {:<28} {:>4} {:>9.2f} {:>9.2f} {:>6.3f} {:>7.0f} {:>6.3f} {:>6.3f} {:>9.2e} {:>5} {:>6}  ok ({}, {} rounds)\n",
+    fmt::print("{:<22} {:<28} {:>4} {:>9.2f} {:>9.2f} {:>6.3f} {:>7.0f} {:>6.3f} {:>6.3f} {:>9.2e} {:>9.2e} {:>5} {:>6}  "
+               "ok ({}, {} rounds)\n",
                kernel, knobs_text(e.knobs), batch, e.median_us(), e.timing.min_us, e.timing.cv, e.achieved_gb_per_s(),
-               e.fraction_of_copy_floor(), e.fraction_of_speed_of_light(), e.comparison.rel_l2, e.registers(),
+               e.fraction_of_copy_floor(), e.fraction_of_speed_of_light(), e.comparison.rel_l2, e.model_rel_l2,
+               e.registers(),
                e.spill_bytes(), e.timing.method, e.rounds_passed);
 }
 
@@ -134,8 +139,12 @@ int compile(const CompileOptions& options) {
                                      file.path, file.op));
     }
     namespace md = verifier::moe_decode;
-    md::Shape shape = md::make_shape(md::find_preset(options.model), options.batch);
+    md::Shape shape = md::make_shape(md::find_preset(options.model), options.batch, options.format);
     file.check_symbols({"T", "H", "I", "E", "K"});
+    if (!file.supports_format(options.format)) {
+        throw InputError(fmt::format("{}: @formats {} does not include {}", file.path, fmt::join(file.formats, " "),
+                                     options.format));
+    }
     std::vector<kernels::Symbols> points;
     if (options.all_knobs) {
         points = file.knob_space();

@@ -31,6 +31,7 @@ struct CompileOptions {
     std::string kernel_file;
     std::string model = "gemma4-26b-a4b";
     int batch = 1;
+    std::string format = "bf16";
     kernels::Symbols knobs;
     std::string arch = "sm_90";
     bool all_knobs = false; // compile every point of the knob space

@@ -3,6 +3,7 @@
 #include "harness/cuda/driver_api.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -52,6 +53,11 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
         throw InputError(fmt::format("{}: @op is '{}', but the problem is '{}'", file.path, file.op, spec.name()));
     }
     file.check_symbols(spec.shape_symbols());
+    if (!file.supports_format(problem.request().format)) {
+        throw CandidateError(Status::rejected, fmt::format("{}: @formats {} does not include {} ({})", file.path,
+                                                           fmt::join(file.formats, " "), problem.request().format,
+                                                           problem.label()));
+    }
     m_knobs = file.resolve_knobs(knob_overrides);
 
     kernels::Symbols symbols = problem.shape_symbols();

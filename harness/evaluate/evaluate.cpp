@@ -49,7 +49,7 @@ std::vector<double> Evaluator::run_once(const Candidate& candidate, verifier::Pr
 
 Candidate* Evaluator::accuracy_seed(verifier::Problem& problem, const verifier::OpSpec& spec,
                                     const std::string& source) {
-    std::string path = spec.accuracy_seed_path();
+    std::string path = spec.accuracy_seed_path(problem.request().format);
     if (path.empty()) return nullptr;
     std::string key;
     for (const auto& d : problem.compile_defines()) key += d + " ";
@@ -228,6 +228,9 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
     std::vector<double> first;
     if (auto failed = guarded([&] { first = run_once(*candidate, problem); })) return *failed;
     result.comparison = verifier::compare(first, problem.reference(), problem.tolerance());
+    result.model_rel_l2 = &problem.model_reference() == &problem.reference()
+                              ? result.comparison.rel_l2
+                              : verifier::compare(first, problem.model_reference(), problem.tolerance()).rel_l2;
     if (!problem.output_guard_intact()) {
         return fail(Status::wrong_answer, "wrote past the end of the output (the guard after y changed)");
     }

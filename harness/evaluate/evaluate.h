@@ -47,6 +47,10 @@ struct Evaluation {
     int rounds_passed = 0;
     double worst_rel_l2 = 0;         // over every round
     double seed_rel_l2 = 0;          // the honest seed's on round 0's inputs (0 when not run)
+    // The timed output against the model's own output: for a quantized
+    // format, the op on the original bf16 weights (what quantization costs);
+    // for bf16 the same as comparison.rel_l2.
+    double model_rel_l2 = 0;
     timing::Measurement timing;          // method "cupti" or "events", event samples kept beside
     timing::Measurement speed_of_light;  // the plain one-pass read of `bytes`
     // Side by side with the baseline (when one was given): its timing from

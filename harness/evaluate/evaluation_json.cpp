@@ -61,6 +61,7 @@ json to_json(const Evaluation& e) {
                 {"rounds_passed", e.rounds_passed},
                 {"worst_rel_l2", e.worst_rel_l2},
                 {"seed_rel_l2", e.seed_rel_l2},
+                {"model_rel_l2", e.model_rel_l2},
                 {"speedup", e.speedup},
                 {"speedup_noise", e.speedup_noise}};
     if (e.speedup > 0) row["baseline_timing"] = to_json(e.baseline_timing);
@@ -97,6 +98,7 @@ Evaluation evaluation_from_json(const json& j) {
         e.rounds_passed = j.value("rounds_passed", 0);
         e.worst_rel_l2 = j.value("worst_rel_l2", 0.0);
         e.seed_rel_l2 = j.value("seed_rel_l2", 0.0);
+        e.model_rel_l2 = j.value("model_rel_l2", e.comparison.rel_l2);
         e.speedup = j.value("speedup", 0.0);
         e.speedup_noise = j.value("speedup_noise", 0.0);
         if (j.contains("baseline_timing")) e.baseline_timing = measurement_from_json(j.at("baseline_timing"));

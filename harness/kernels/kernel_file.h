@@ -5,6 +5,7 @@
 
 #include "harness/kernels/expression.h"
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -53,6 +54,11 @@ struct KernelFile {
     std::string source; // the whole file text
     std::string op;
     std::vector<std::string> formats; // empty when the file has no @formats
+    // True when `format` is in @formats; a file without @formats reads bf16 only.
+    bool supports_format(const std::string& format) const {
+        if (formats.empty()) return format == "bf16";
+        return std::find(formats.begin(), formats.end(), format) != formats.end();
+    }
     std::vector<Tune> tunes;
     std::vector<Constraint> constraints;
     std::vector<Scratch> scratch;

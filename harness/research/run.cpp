@@ -208,6 +208,7 @@ store::ExperimentRecord to_record(const worker::EvaluateReply& reply, std::int64
         e.status != evaluate::Status::crashed) {
         r.rel_l2 = e.comparison.rel_l2;
         r.max_abs_over_rms = e.comparison.max_abs_over_rms;
+        r.model_rel_l2 = e.model_rel_l2;
     }
     if (e.status == evaluate::Status::ok) {
         r.median_us = e.timing.median_us;
@@ -342,7 +343,8 @@ private:
         const Plan& plan = m_shared.plan;
         std::int64_t problem_id = m_store.problem_id(key);
         if (m_shared.problem_done(problem_id) && kernel.id != m_baseline.id) return;
-        md::Shape shape = md::make_shape(md::find_preset(key.model), key.batch);
+        if (!kernel.file.supports_format(key.format)) return; // its @formats leave this one out
+        md::Shape shape = md::make_shape(md::find_preset(key.model), key.batch, key.format);
         std::vector<kernels::Symbols> space_all = space_of(direction, kernel, shape);
         if (space_all.empty()) return;
         auto strategy = make_tuner_strategy(plan, kernel.file);

@@ -181,7 +181,19 @@ ALTER TABLE experiments ADD COLUMN seed_rel_l2 REAL;
 ALTER TABLE experiments ADD COLUMN speedup_noise REAL;
 )sql";
 
-constexpr std::array<std::string_view, 2> k_migrations = {k_version_1, k_version_2};
+// Version 3: quantized weight formats and clocks under load. The error
+// against the model's own bf16 output (a quantized kernel is judged against
+// its dequantized reference; this is what quantization costs); the SM and
+// memory clocks sampled while the candidate was timed, and the union of the
+// GPU's clock-limiting reasons seen then (NVML's bitmask; 0: none).
+constexpr std::string_view k_version_3 = R"sql(
+ALTER TABLE experiments ADD COLUMN model_rel_l2 REAL;
+ALTER TABLE experiments ADD COLUMN timed_sm_clock_mhz INTEGER;
+ALTER TABLE experiments ADD COLUMN timed_mem_clock_mhz INTEGER;
+ALTER TABLE experiments ADD COLUMN throttle_reasons INTEGER;
+)sql";
+
+constexpr std::array<std::string_view, 3> k_migrations = {k_version_1, k_version_2, k_version_3};
 static_assert(k_migrations.size() == k_schema_version);
 
 constexpr std::array<std::string_view, 9> k_result_tables = {

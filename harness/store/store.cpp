@@ -47,7 +47,8 @@ constexpr std::string_view k_experiment_columns =
     "hypothesis, seed, repetitions, median_us, min_us, q1_us, q3_us, cv, samples_json, sol_us, copy_floor_us, "
     "fraction_of_floor, fraction_of_sol, rel_l2, max_abs_over_rms, registers, spill_bytes, resources_json, "
     "baseline_median_us, speedup, sm_clock_mhz, mem_clock_mhz, timing_method, evaluator, verification_seed, "
-    "rounds_passed, worst_rel_l2, seed_rel_l2, speedup_noise";
+    "rounds_passed, worst_rel_l2, seed_rel_l2, speedup_noise, model_rel_l2, timed_sm_clock_mhz, timed_mem_clock_mhz, "
+    "throttle_reasons";
 
 constexpr std::string_view k_run_columns =
     "host, device, driver, nvrtc, clock_sm_mhz, clock_mem_mhz, copy_gb_per_s, git_commit, plan_path, plan_hash, "
@@ -119,7 +120,8 @@ void bind_experiment(Statement& statement, const ExperimentRecord& e) {
                        e.copy_floor_us, e.fraction_of_floor, e.fraction_of_sol, e.rel_l2, e.max_abs_over_rms,
                        e.registers, e.spill_bytes, e.resources_json, e.baseline_median_us, e.speedup, e.sm_clock_mhz,
                        e.mem_clock_mhz, e.timing_method, e.evaluator, e.verification_seed, e.rounds_passed,
-                       e.worst_rel_l2, e.seed_rel_l2, e.speedup_noise);
+                       e.worst_rel_l2, e.seed_rel_l2, e.speedup_noise, e.model_rel_l2, e.timed_sm_clock_mhz,
+                       e.timed_mem_clock_mhz, e.throttle_reasons);
 }
 
 // Reads a row of SELECT id, created_at, <k_experiment_columns>.
@@ -167,6 +169,10 @@ ExperimentRecord read_experiment(const Statement& statement) {
     e.worst_rel_l2 = c.optional_real();
     e.seed_rel_l2 = c.optional_real();
     e.speedup_noise = c.optional_real();
+    e.model_rel_l2 = c.optional_real();
+    e.timed_sm_clock_mhz = c.optional_integer();
+    e.timed_mem_clock_mhz = c.optional_integer();
+    e.throttle_reasons = c.optional_int64();
     c.finish();
     return e;
 }

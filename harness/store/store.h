@@ -93,6 +93,12 @@ struct ExperimentRecord {
     std::optional<int> rounds_passed;
     std::optional<double> worst_rel_l2, seed_rel_l2;
     std::optional<double> speedup_noise; // a speedup within 1 +- this is no change
+    // Schema 3: the error against the model's bf16 output (quantized formats;
+    // equal to rel_l2 for bf16), the lowest SM and memory clocks sampled while
+    // timing, and the union of the clock-limiting reasons seen (NVML bits).
+    std::optional<double> model_rel_l2;
+    std::optional<int> timed_sm_clock_mhz, timed_mem_clock_mhz;
+    std::optional<std::int64_t> throttle_reasons;
     bool operator==(const ExperimentRecord&) const = default;
 };
 

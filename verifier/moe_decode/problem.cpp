@@ -1,4 +1,5 @@
 #include "verifier/moe_decode/problem.h"
+#include "verifier/moe_decode/quantized.h"
 
 #include <algorithm>
 #include <cmath>
@@ -101,11 +102,11 @@ std::vector<int> top_k(const std::vector<double>& p, int K) {
 
 } // namespace
 
-Shape make_shape(const Preset& preset, int T) {
+Shape make_shape(const Preset& preset, int T, std::string_view format) {
     if (T < 1 || T > k_max_batch)
         throw InputError(
             fmt::format("moe_decode batch T={} is outside 1..{} (preset {})", T, k_max_batch, preset.name));
-    Shape shape{T, preset.H, preset.I, preset.E, preset.K, preset.activation};
+    Shape shape{T, preset.H, preset.I, preset.E, preset.K, preset.activation, weight_format(format)};
     check_shape(shape);
     return shape;
 }

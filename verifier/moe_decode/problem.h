@@ -26,10 +26,12 @@ namespace nightshift::verifier::moe_decode {
 struct Shape {
     int T, H, I, E, K;
     int activation; // NsActivation
+    int format = 0; // NsWeightFormat of the expert weights (0: bf16)
 };
 
-// Throws InputError if T is outside 1..k_max_batch.
-Shape make_shape(const Preset& preset, int T);
+// Throws InputError if T is outside 1..k_max_batch, or the format is unknown
+// (see weight_format in quantized.h).
+Shape make_shape(const Preset& preset, int T, std::string_view format = "bf16");
 
 // Values are persisted with every verification: never renumber.
 enum class RoutingKind {

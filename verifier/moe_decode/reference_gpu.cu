@@ -20,17 +20,20 @@
 //   reference_gate_up  grid=(T*K, I)  block=(32)
 //   reference_down     grid=(T, H)    block=(32)
 // Buffers: p.scratch[0] = double inter[T*K*I], p.scratch[1] = double y_ref[T*H].
-// Weights must be bf16 (p.format == NS_FMT_BF16); for any other format, or a
-// topk_id outside [0,E), the kernels write NaN instead of reading out of
+// Weights in any NsWeightFormat: a quantized weight is code * scale
+// (verifier/quantize.h), exact in double, so the reference of a quantized
+// problem is the float64 op on the dequantized weights. For an unknown format,
+// or a topk_id outside [0,E), the kernels write NaN instead of reading out of
 // bounds, so misuse cannot pass for a result. p.y is not touched.
 //
 // @op moe_decode
-// @formats bf16
+// @formats bf16 int8_row int4_g128 fp8_e4m3
 // @scratch inter f64 T*K*I
 // @scratch y_ref f64 T*H
 // @launch reference_gate_up grid=(T*K, I) block=(32)
 // @launch reference_down grid=(T, H) block=(32)
 #include "rng.h"
+#include "quantize.h"
 #include "params.h"
 
 __device__ __forceinline__ double ns_ref_nan() {
@@ -39,6 +42,30 @@ __device__ __forceinline__ double ns_ref_nan() {
 
 __device__ __forceinline__ double ns_ref_bf16(ns_bf16 bits) {
     return (double)ns_bf16_to_float(bits);
+}
+
+__device__ __forceinline__ bool ns_ref_known_format(int format) {
+    return format == NS_FMT_BF16 || format == NS_FMT_INT8_ROW || format == NS_FMT_INT4_G128 ||
+           format == NS_FMT_FP8_E4M3;
+}
+
+// Weight `col` of flat row `row` (expert * rows + r) of a matrix with `cols`
+// columns, in double.
+__device__ __forceinline__ double ns_ref_weight(const void* codes, const float* scales, int format,
+                                                unsigned long long row, int cols, int col) {
+    const unsigned long long flat = row * cols + col;
+    switch (format) {
+    case NS_FMT_BF16: return ns_ref_bf16(((const ns_bf16*)codes)[flat]);
+    case NS_FMT_INT8_ROW: return (double)((const signed char*)codes)[flat] * (double)scales[row];
+    case NS_FMT_FP8_E4M3:
+        return (double)ns_fp8_e4m3_decode(((const unsigned char*)codes)[flat]) * (double)scales[row];
+    case NS_FMT_INT4_G128: {
+        const unsigned byte = ((const unsigned char*)codes)[flat / 2];
+        const int groups = (cols + NS_INT4_GROUP - 1) / NS_INT4_GROUP;
+        return (double)ns_int4_decode(col & 1 ? byte >> 4 : byte) * (double)scales[row * groups + col / NS_INT4_GROUP];
+    }
+    }
+    return ns_ref_nan();
 }
 
 __device__ __forceinline__ double ns_ref_warp_sum(double v) {
@@ -63,20 +90,18 @@ extern "C" __global__ void reference_gate_up(const MoeDecodeParams p) {
     double* inter = (double*)p.scratch[0];
     const unsigned long long out = (unsigned long long)tk * p.I + i;
     const int e = p.topk_ids[tk];
-    if (p.format != NS_FMT_BF16 || e < 0 || e >= p.E) {
+    if (!ns_ref_known_format(p.format) || e < 0 || e >= p.E) {
         if (threadIdx.x == 0) inter[out] = ns_ref_nan();
         return;
     }
-    const unsigned long long row = ((unsigned long long)e * p.I + i) * p.H;
-    const ns_bf16* gate = (const ns_bf16*)p.w_gate + row;
-    const ns_bf16* up = (const ns_bf16*)p.w_up + row;
+    const unsigned long long row = (unsigned long long)e * p.I + i;
     const ns_bf16* x = p.x + (unsigned long long)t * p.H;
 
     double g = 0.0, u = 0.0;
     for (int h = threadIdx.x; h < p.H; h += 32) {
         const double xv = ns_ref_bf16(x[h]);
-        g += ns_ref_bf16(gate[h]) * xv;
-        u += ns_ref_bf16(up[h]) * xv;
+        g += ns_ref_weight(p.w_gate, p.gate_scales, p.format, row, p.H, h) * xv;
+        u += ns_ref_weight(p.w_up, p.up_scales, p.format, row, p.H, h) * xv;
     }
     g = ns_ref_warp_sum(g);
     u = ns_ref_warp_sum(u);
@@ -89,7 +114,7 @@ extern "C" __global__ void reference_down(const MoeDecodeParams p) {
     const double* inter = (const double*)p.scratch[0];
     double* y_ref = (double*)p.scratch[1];
     const unsigned long long out = (unsigned long long)t * p.H + h;
-    if (p.format != NS_FMT_BF16) {
+    if (!ns_ref_known_format(p.format)) {
         if (threadIdx.x == 0) y_ref[out] = ns_ref_nan();
         return;
     }
@@ -102,11 +127,11 @@ extern "C" __global__ void reference_down(const MoeDecodeParams p) {
             break;
         }
         const double w = (double)p.topk_weights[tk];
-        const ns_bf16* down = (const ns_bf16*)p.w_down + ((unsigned long long)e * p.H + h) * p.I;
+        const unsigned long long row = (unsigned long long)e * p.H + h;
         const double* inter_tk = inter + (unsigned long long)tk * p.I;
         double partial = 0.0;
         for (int i = threadIdx.x; i < p.I; i += 32)
-            partial += ns_ref_bf16(down[i]) * inter_tk[i];
+            partial += ns_ref_weight(p.w_down, p.down_scales, p.format, row, p.I, i) * inter_tk[i];
         acc += w * partial;
     }
     acc = ns_ref_warp_sum(acc);

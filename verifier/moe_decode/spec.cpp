@@ -2,6 +2,7 @@
 
 #include "harness/core/paths.h"
 #include "kernels_seed/moe_decode/params.h"
+#include "verifier/moe_decode/quantized.h"
 #include "verifier/rng.h"
 
 #include <fmt/format.h>
@@ -44,6 +45,7 @@ DeviceKernels::DeviceKernels(const cuda::Device& device, const cuda::Compiler& c
     m_generate_module = compile_and_load(device, compiler, "generate.cu", {"--fmad=false"});
     m_reference_module = compile_and_load(device, compiler, "reference_gpu.cu", {});
     m_fill = std::make_unique<cuda::Function>(m_generate_module->function("fill_bf16"));
+    m_quantize = std::make_unique<cuda::Function>(m_generate_module->function("quantize_rows"));
     m_gate_up = std::make_unique<cuda::Function>(m_reference_module->function("reference_gate_up"));
     m_down = std::make_unique<cuda::Function>(m_reference_module->function("reference_down"));
 }
@@ -55,6 +57,42 @@ void DeviceKernels::fill_bf16(const cuda::DeviceBuffer& out, unsigned long long 
     void* args[] = {&ptr, &count, &seed, &stream_id, &scale_log2};
     unsigned blocks = static_cast<unsigned>(m_device.info().sm_count) * 8;
     cuda::launch(*m_fill, {blocks, 1, 1}, {k_fill_threads, 1, 1}, 0, stream.get(), args);
+}
+
+void DeviceKernels::quantize(const cuda::DeviceBuffer& in, unsigned long long rows, int cols, int format,
+                             const cuda::DeviceBuffer& codes, const cuda::DeviceBuffer& scales,
+                             const cuda::Stream& stream) const {
+    const auto weights = rows * static_cast<unsigned long long>(cols);
+    const auto code_bytes = format == NS_FMT_INT4_G128 ? weights / 2 : weights;
+    if (in.bytes() < weights * 2 || codes.bytes() < code_bytes ||
+        scales.bytes() < rows * static_cast<unsigned long long>(scale_groups(format, cols)) * sizeof(float)) {
+        throw Error("quantize: buffer too small");
+    }
+    CUdeviceptr in_ptr = in.ptr(), codes_ptr = codes.ptr(), scales_ptr = scales.ptr();
+    void* args[] = {&in_ptr, &rows, &cols, &format, &codes_ptr, &scales_ptr};
+    unsigned blocks = static_cast<unsigned>(m_device.info().sm_count) * 8;
+    cuda::launch(*m_quantize, {blocks, 1, 1}, {k_fill_threads, 1, 1}, 0, stream.get(), args);
+}
+
+QuantizedWeights::QuantizedWeights(const Shape& s, std::shared_ptr<const DeviceWeights> bf16_,
+                                   const DeviceKernels& kernels, const cuda::Stream& stream)
+    : bf16(std::move(bf16_)), format(s.format) {
+    if (format == NS_FMT_INT4_G128 && (s.H % 2 != 0 || s.I % 2 != 0)) {
+        throw InputError(fmt::format("int4_g128 needs even H and I (have H={}, I={})", s.H, s.I));
+    }
+    auto make = [&](const cuda::DeviceBuffer& in, cuda::DeviceBuffer& codes, cuda::DeviceBuffer& scales, int rows,
+                    int cols) {
+        const auto all_rows = static_cast<unsigned long long>(s.E) * rows;
+        const auto weights = all_rows * static_cast<unsigned long long>(cols);
+        codes = cuda::DeviceBuffer(format == NS_FMT_INT4_G128 ? weights / 2 : weights);
+        scales = cuda::DeviceBuffer(all_rows * static_cast<unsigned long long>(scale_groups(format, cols)) *
+                                    sizeof(float));
+        kernels.quantize(in, all_rows, cols, format, codes, scales, stream);
+    };
+    make(bf16->gate, gate, gate_scales, s.I, s.H);
+    make(bf16->up, up, up_scales, s.I, s.H);
+    make(bf16->down, down, down_scales, s.H, s.I);
+    stream.synchronize();
 }
 
 DeviceWeights::DeviceWeights(const Shape& s, unsigned long long seed_, const DeviceKernels& kernels,
@@ -72,9 +110,13 @@ DeviceWeights::DeviceWeights(const Shape& s, unsigned long long seed_, const Dev
 
 GpuProblem::GpuProblem(const Preset& preset, const Shape& shape, unsigned long long seed, RoutingKind routing_kind,
                        int input_scale_log2, std::shared_ptr<const DeviceWeights> weights,
-                       const DeviceKernels& kernels)
+                       std::shared_ptr<const QuantizedWeights> quantized, const DeviceKernels& kernels)
     : m_preset(preset), m_shape(shape), m_seed(seed), m_routing(make_routing(shape, seed, routing_kind)),
-      m_weights(std::move(weights)), m_kernels(kernels) {
+      m_weights(std::move(weights)), m_quantized(std::move(quantized)), m_kernels(kernels) {
+    if ((shape.format == NS_FMT_BF16) != (m_quantized == nullptr) ||
+        (m_quantized && m_quantized->format != shape.format)) {
+        throw Error("GpuProblem: quantized weights do not match the shape's format");
+    }
     cuda::Stream stream;
     auto x_count = static_cast<unsigned long long>(shape.T) * shape.H;
     m_x = cuda::DeviceBuffer(x_count * 2);
@@ -88,7 +130,9 @@ GpuProblem::GpuProblem(const Preset& preset, const Shape& shape, unsigned long l
     stream.synchronize();
 }
 
-std::string GpuProblem::label() const { return fmt::format("{} T={} bf16", m_preset.name, m_shape.T); }
+std::string GpuProblem::label() const {
+    return fmt::format("{} T={} {}", m_preset.name, m_shape.T, weight_format_name(m_shape.format));
+}
 
 kernels::Symbols shape_symbols(const Shape& s) {
     return {{"T", s.T}, {"H", s.H}, {"I", s.I}, {"E", s.E}, {"K", s.K}};
@@ -96,7 +140,8 @@ kernels::Symbols shape_symbols(const Shape& s) {
 
 std::vector<std::string> compile_defines(const Shape& s) {
     return {fmt::format("-DNS_T={}", s.T), fmt::format("-DNS_H={}", s.H), fmt::format("-DNS_I={}", s.I),
-            fmt::format("-DNS_E={}", s.E), fmt::format("-DNS_K={}", s.K), fmt::format("-DNS_ACT={}", s.activation)};
+            fmt::format("-DNS_E={}", s.E), fmt::format("-DNS_K={}", s.K), fmt::format("-DNS_ACT={}", s.activation),
+            fmt::format("-DNS_FORMAT={}", s.format)};
 }
 
 std::string params_dir() { return (project_root() / "kernels_seed" / "moe_decode").string(); }
@@ -105,7 +150,7 @@ kernels::Symbols GpuProblem::shape_symbols() const { return moe_decode::shape_sy
 
 std::vector<std::string> GpuProblem::compile_defines() const { return moe_decode::compile_defines(m_shape); }
 
-std::vector<unsigned char> GpuProblem::params(const std::vector<DevicePtr>& scratch) const {
+MoeDecodeParams GpuProblem::make_params(bool model_weights, const std::vector<DevicePtr>& scratch) const {
     if (scratch.size() > NS_MAX_SCRATCH) {
         throw InputError(fmt::format("moe_decode kernels may declare at most {} @scratch buffers", NS_MAX_SCRATCH));
     }
@@ -116,15 +161,30 @@ std::vector<unsigned char> GpuProblem::params(const std::vector<DevicePtr>& scra
     p.E = m_shape.E;
     p.K = m_shape.K;
     p.activation = m_shape.activation;
-    p.format = NS_FMT_BF16;
     p.x = m_x.as<const ns_bf16>();
     p.topk_ids = m_ids.as<const int>();
     p.topk_weights = m_routing_weights.as<const float>();
-    p.w_gate = m_weights->gate.as<const void>();
-    p.w_up = m_weights->up.as<const void>();
-    p.w_down = m_weights->down.as<const void>();
+    if (m_quantized && !model_weights) {
+        p.format = m_quantized->format;
+        p.w_gate = m_quantized->gate.as<const void>();
+        p.w_up = m_quantized->up.as<const void>();
+        p.w_down = m_quantized->down.as<const void>();
+        p.gate_scales = m_quantized->gate_scales.as<const float>();
+        p.up_scales = m_quantized->up_scales.as<const float>();
+        p.down_scales = m_quantized->down_scales.as<const float>();
+    } else {
+        p.format = NS_FMT_BF16;
+        p.w_gate = m_weights->gate.as<const void>();
+        p.w_up = m_weights->up.as<const void>();
+        p.w_down = m_weights->down.as<const void>();
+    }
     p.y = m_y.as<ns_bf16>();
     for (std::size_t i = 0; i < scratch.size(); ++i) p.scratch[i] = reinterpret_cast<void*>(scratch[i]);
+    return p;
+}
+
+std::vector<unsigned char> GpuProblem::params(const std::vector<DevicePtr>& scratch) const {
+    MoeDecodeParams p = make_params(false, scratch);
     std::vector<unsigned char> bytes(sizeof p);
     std::memcpy(bytes.data(), &p, sizeof p);
     return bytes;
@@ -151,20 +211,29 @@ std::vector<double> GpuProblem::read_output() const {
 }
 
 const std::vector<double>& GpuProblem::reference() {
-    if (!m_reference.empty()) return m_reference;
+    if (m_reference.empty()) m_reference = run_reference(false);
+    return m_reference;
+}
+
+const std::vector<double>& GpuProblem::model_reference() {
+    if (!m_quantized) return reference();
+    if (m_model_reference.empty()) m_model_reference = run_reference(true);
+    return m_model_reference;
+}
+
+std::vector<double> GpuProblem::run_reference(bool model_weights) const {
     const Shape& s = m_shape;
     cuda::DeviceBuffer inter(static_cast<std::size_t>(s.T) * s.K * s.I * sizeof(double));
     cuda::DeviceBuffer y_ref(static_cast<std::size_t>(s.T) * s.H * sizeof(double));
-    auto bytes = params({inter.ptr(), y_ref.ptr()});
-    void* args[] = {bytes.data()};
+    MoeDecodeParams p = make_params(model_weights, {inter.ptr(), y_ref.ptr()});
+    void* args[] = {&p};
     cuda::Stream stream;
     cuda::launch(m_kernels.reference_gate_up(), {static_cast<unsigned>(s.T * s.K), static_cast<unsigned>(s.I), 1},
                  {32, 1, 1}, 0, stream.get(), args);
     cuda::launch(m_kernels.reference_down(), {static_cast<unsigned>(s.T), static_cast<unsigned>(s.H), 1},
                  {32, 1, 1}, 0, stream.get(), args);
     stream.synchronize();
-    m_reference = y_ref.download<double>();
-    return m_reference;
+    return y_ref.download<double>();
 }
 
 Tolerance GpuProblem::tolerance() const {
@@ -183,7 +252,7 @@ int GpuProblem::distinct_experts() const {
 
 double GpuProblem::bytes() const {
     const Shape& s = m_shape;
-    double weights = static_cast<double>(distinct_experts()) * 3.0 * s.I * s.H * 2.0;
+    double weights = static_cast<double>(distinct_experts()) * expert_bytes(s);
     double activations = 2.0 * s.T * s.H * 2.0;    // x read, y written
     double routing = static_cast<double>(s.T) * s.K * (4 + 4);
     return weights + activations + routing;
@@ -197,6 +266,8 @@ double GpuProblem::flops() const {
 Spec::Spec(const cuda::Device& device, const cuda::Compiler& compiler)
     : m_device(device), m_kernels(device, compiler) {}
 
+std::vector<std::string> Spec::formats() const { return weight_format_names(); }
+
 std::vector<std::string> Spec::models() const {
     std::vector<std::string> names;
     for (const auto& p : presets()) names.push_back(p.name);
@@ -207,10 +278,7 @@ std::string Spec::params_dir() const { return moe_decode::params_dir(); }
 
 std::unique_ptr<Problem> Spec::make_problem(const ProblemRequest& request) {
     const Preset& preset = find_preset(request.model);
-    Shape shape = make_shape(preset, request.batch);
-    if (request.format != "bf16") {
-        throw InputError(fmt::format("weight format '{}' is not implemented yet (have: bf16)", request.format));
-    }
+    Shape shape = make_shape(preset, request.batch, request.format);
     RoutingKind kind = parse_routing_kind(request.distribution);
     std::string key = fmt::format("{}#{}", preset.name, request.seed);
     std::shared_ptr<const DeviceWeights> weights = m_weights[key].lock();
@@ -220,8 +288,19 @@ std::unique_ptr<Problem> Spec::make_problem(const ProblemRequest& request) {
         weights = std::make_shared<const DeviceWeights>(shape, request.seed, m_kernels, stream);
         m_weights[key] = weights;
     }
+    std::shared_ptr<const QuantizedWeights> quantized;
+    if (shape.format != NS_FMT_BF16) {
+        std::string quantized_key = fmt::format("{}#{}", key, request.format);
+        quantized = m_quantized[quantized_key].lock();
+        if (!quantized) {
+            std::erase_if(m_quantized, [](const auto& entry) { return entry.second.expired(); });
+            cuda::Stream stream;
+            quantized = std::make_shared<const QuantizedWeights>(shape, weights, m_kernels, stream);
+            m_quantized[quantized_key] = quantized;
+        }
+    }
     auto problem = std::make_unique<GpuProblem>(preset, shape, request.seed, kind, request.input_scale_log2,
-                                                std::move(weights), m_kernels);
+                                                std::move(weights), std::move(quantized), m_kernels);
     problem->set_request(request);
     return problem;
 }
@@ -260,8 +339,11 @@ std::vector<VerificationCase> Spec::verification_cases(const ProblemRequest& tim
     return cases;
 }
 
-std::string Spec::accuracy_seed_path() const {
-    return (project_root() / "kernels_seed" / "moe_decode" / "warp_decode_v1.cu").string();
+std::string Spec::accuracy_seed_path(const std::string& format) const {
+    // warp_decode_v1 reads bf16 only; v2 reads every format with the same
+    // numerics (fp32 sums, fp32 intermediate, one rounding at the end).
+    const char* file = format == "bf16" ? "warp_decode_v1.cu" : "warp_decode_v2.cu";
+    return (project_root() / "kernels_seed" / "moe_decode" / file).string();
 }
 
 } // namespace nightshift::verifier::moe_decode

@@ -7,6 +7,7 @@
 #include "harness/cuda/module.h"
 #include "verifier/moe_decode/problem.h"
 #include "verifier/op_spec.h"
+#include "kernels_seed/moe_decode/params.h"
 
 #include <map>
 #include <memory>
@@ -28,13 +29,17 @@ public:
     // out[i] = ns_rng_bf16(seed, stream_id, i, scale_log2) for i < count.
     void fill_bf16(const cuda::DeviceBuffer& out, unsigned long long count, unsigned long long seed,
                    unsigned stream_id, int scale_log2, const cuda::Stream& stream) const;
+    // The `rows` x `cols` bf16 matrix `in` quantized into `codes` and `scales`
+    // in `format` (quantize.h), bit for bit as the host's quantize_matrix.
+    void quantize(const cuda::DeviceBuffer& in, unsigned long long rows, int cols, int format,
+                  const cuda::DeviceBuffer& codes, const cuda::DeviceBuffer& scales, const cuda::Stream& stream) const;
     const cuda::Function& reference_gate_up() const { return *m_gate_up; }
     const cuda::Function& reference_down() const { return *m_down; }
 
 private:
     const cuda::Device& m_device;
     std::unique_ptr<cuda::Module> m_generate_module, m_reference_module;
-    std::unique_ptr<cuda::Function> m_fill, m_gate_up, m_down;
+    std::unique_ptr<cuda::Function> m_fill, m_quantize, m_gate_up, m_down;
 };
 
 // All E experts' bf16 weights of one preset, generated from a seed.
@@ -45,10 +50,23 @@ struct DeviceWeights {
     cuda::DeviceBuffer gate, up, down;
 };
 
+// One preset's weights in a quantized format, made on the device from its
+// bf16 weights (kept alive here: the model reference needs them).
+struct QuantizedWeights {
+    QuantizedWeights(const Shape& shape, std::shared_ptr<const DeviceWeights> bf16, const DeviceKernels& kernels,
+                     const cuda::Stream& stream);
+    std::shared_ptr<const DeviceWeights> bf16;
+    int format;
+    cuda::DeviceBuffer gate, up, down;                      // codes
+    cuda::DeviceBuffer gate_scales, up_scales, down_scales; // float
+};
+
 class GpuProblem : public Problem {
 public:
+    // `quantized` is null for bf16 (shape.format == NS_FMT_BF16).
     GpuProblem(const Preset& preset, const Shape& shape, unsigned long long seed, RoutingKind routing_kind,
-               int input_scale_log2, std::shared_ptr<const DeviceWeights> weights, const DeviceKernels& kernels);
+               int input_scale_log2, std::shared_ptr<const DeviceWeights> weights,
+               std::shared_ptr<const QuantizedWeights> quantized, const DeviceKernels& kernels);
 
     std::string label() const override;
     kernels::Symbols shape_symbols() const override;
@@ -57,6 +75,7 @@ public:
     void poison_output(const cuda::Stream& stream) override;
     std::vector<double> read_output() const override;
     const std::vector<double>& reference() override;
+    const std::vector<double>& model_reference() override;
     bool output_guard_intact() const override;
     Tolerance tolerance() const override;
     double bytes() const override;
@@ -70,15 +89,20 @@ public:
     unsigned long long seed() const { return m_seed; }
 
 private:
+    // The params in the problem's format, or in bf16 (the model's weights).
+    MoeDecodeParams make_params(bool model_weights, const std::vector<DevicePtr>& scratch) const;
+    std::vector<double> run_reference(bool model_weights) const;
+
     Preset m_preset;
     Shape m_shape;
     unsigned long long m_seed;
     Routing m_routing;
     std::shared_ptr<const DeviceWeights> m_weights;
+    std::shared_ptr<const QuantizedWeights> m_quantized;
     const DeviceKernels& m_kernels;
     cuda::DeviceBuffer m_x, m_ids, m_routing_weights, m_y; // m_y has a guard region after T*H
     std::size_t m_y_bytes = 0;
-    std::vector<double> m_reference;
+    std::vector<double> m_reference, m_model_reference;
     ProblemRequest m_request;
 };
 
@@ -87,13 +111,13 @@ public:
     Spec(const cuda::Device& device, const cuda::Compiler& compiler);
     std::string name() const override { return "moe_decode"; }
     std::vector<std::string> shape_symbols() const override { return {"T", "H", "I", "E", "K"}; }
-    std::vector<std::string> formats() const override { return {"bf16"}; }
+    std::vector<std::string> formats() const override;
     std::vector<std::string> models() const override;
     std::string params_dir() const override;
     std::unique_ptr<Problem> make_problem(const ProblemRequest& request) override;
     std::vector<VerificationCase> verification_cases(const ProblemRequest& timed,
                                                      unsigned long long seed) const override;
-    std::string accuracy_seed_path() const override;
+    std::string accuracy_seed_path(const std::string& format) const override;
 
 private:
     const cuda::Device& m_device;
@@ -101,6 +125,7 @@ private:
     // Weights by model and seed, shared by every live problem that uses them
     // (DeepSeek-V3's are 22 GB: generated once, freed with their last problem).
     std::map<std::string, std::weak_ptr<const DeviceWeights>> m_weights;
+    std::map<std::string, std::weak_ptr<const QuantizedWeights>> m_quantized; // by model, seed and format
 };
 
 } // namespace nightshift::verifier::moe_decode
