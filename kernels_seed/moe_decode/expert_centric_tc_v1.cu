@@ -34,10 +34,13 @@
 //   takes steps w, w+WARPS, ...), each for all M tiles, both matrices and all
 //   active column tiles; at the end the per-warp partial sums meet in shared
 //   memory and are added in warp order. An expert with more than 8*NT tokens is
-//   done in passes of 8*NT tokens, each re-streaming the block's weight rows
-//   (only skewed routing gets there at the batches this file is for).
+//   done in passes of 8*NT tokens, each re-streaming the block's weight rows.
+//   NT = 4 by default: under uniform routing at B = 128 an expert holds 8 tokens
+//   on average and more than 16 about once per call (Poisson tail), and a
+//   second pass doubles that expert's bytes; column tiles past the expert's
+//   count cost shared memory only (their copies and MMAs are skipped).
 //   Bytes in flight: STAGES-1 stages per block; at the defaults a stage holds
-//   16 KB of weights, so 48 KB per block and, with two 87 KB blocks per SM,
+//   16 KB of weights, so 48 KB per block and, with two 102 KB blocks per SM,
 //   ~96 KB per SM, well over the ~25-35 KB Little's law asks for at ~3.3 TB/s.
 //   Weight copies carry an L2 evict_first policy (L2_EVICT_FIRST): they are read
 //   once, and x, inter and out should stay in L2 between the launches.
@@ -65,8 +68,9 @@
 //
 // Launch rule
 //   route    grid=(1)                       block=(1024)   E <= 320 (static shared memory)
-//   gate_up  grid=(cdiv(I,GU_BM), E)        block=(32*WARPS)  smem=GU_SMEM bytes (dynamic)
-//   down     grid=(cdiv(H,DN_BM), E)        block=(32*WARPS)  smem=DN_SMEM bytes (dynamic)
+//   gate_up  grid=(cdiv(I,GU_BM), E)        block=(32*WARPS)  dynamic smem = max(ring, partials)
+//   down     grid=(cdiv(H,DN_BM), E)        block=(32*WARPS)  (formulas in @launch; 104,448 B
+//            each at the defaults, so two blocks per SM)
 //   combine  grid=(T, cdiv(H,1024))         block=(256), 4 consecutive h per thread
 //   Blocks of experts with no pairs exit before any barrier. Weight rows past I
 //   or H, tokens past an expert's count and columns past H or I are zero-filled
@@ -100,7 +104,7 @@
 // @tune BK 128 64 256
 // @tune STAGES 4 3 6
 // @tune WARPS 4 8
-// @tune NT 2 1 4
+// @tune NT 4 2 1
 // @tune L2_EVICT_FIRST 1 0
 // @constrain GU_BM % 16 == 0 && DN_BM % 16 == 0 && BK % 16 == 0 && BK >= 16 * WARPS && STAGES >= 2
 // @constrain max(STAGES*(2*GU_BM+8*NT)*(BK+8)*2, WARPS*2*8*NT*(GU_BM+4)*4) <= 230400  # gate_up's dynamic shared memory (227 KB less static)
@@ -133,7 +137,7 @@
 #define WARPS 4
 #endif
 #ifndef NT
-#define NT 2 // 8-token column tiles per pass
+#define NT 4 // 8-token column tiles per pass
 #endif
 #ifndef L2_EVICT_FIRST
 #define L2_EVICT_FIRST 1
@@ -498,6 +502,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) gate_up(const MoeDecode
     const int rows = min(GU_BM, NS_I - i0);
     const ns_bf16* const w[2] = {(const ns_bf16*)p.w_gate + ((size_t)e * NS_I + i0) * NS_H,
                                  (const ns_bf16*)p.w_up + ((size_t)e * NS_I + i0) * NS_H};
+    const ns_bf16* x = p.x;
     const unsigned long long policy = evict_first_policy();
 
 #pragma unroll 1
@@ -507,8 +512,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) gate_up(const MoeDecode
             ring, red, w, rows, tok_src, n_tok,
             [&] {
                 const int j = threadIdx.x;
-                if (j < NTOK)
-                    tok_src[j] = j < n_tok ? p.x + (size_t)(sorted_pairs[begin + pb + j] / NS_K) * NS_H : p.x;
+                if (j < NTOK) tok_src[j] = j < n_tok ? x + (size_t)(sorted_pairs[begin + pb + j] / NS_K) * NS_H : x;
             },
             policy);
         // Consecutive threads take consecutive rows i of one token: 2-byte
