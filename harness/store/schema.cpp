@@ -181,7 +181,17 @@ ALTER TABLE experiments ADD COLUMN seed_rel_l2 REAL;
 ALTER TABLE experiments ADD COLUMN speedup_noise REAL;
 )sql";
 
-constexpr std::array<std::string_view, 2> k_migrations = {k_version_1, k_version_2};
+// Version 3: what a replay needs that the row did not say: the baseline it
+// was timed interleaved with (kernel and knobs), the warm-up count, and the
+// error bound against the honest seed that verification applied.
+constexpr std::string_view k_version_3 = R"sql(
+ALTER TABLE experiments ADD COLUMN baseline_kernel_id INTEGER REFERENCES kernels(id);
+ALTER TABLE experiments ADD COLUMN baseline_knobs_json TEXT;
+ALTER TABLE experiments ADD COLUMN warmup INTEGER;
+ALTER TABLE experiments ADD COLUMN max_error_vs_seed REAL;
+)sql";
+
+constexpr std::array<std::string_view, 3> k_migrations = {k_version_1, k_version_2, k_version_3};
 static_assert(k_migrations.size() == k_schema_version);
 
 constexpr std::array<std::string_view, 9> k_result_tables = {

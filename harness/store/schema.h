@@ -15,7 +15,7 @@
 
 namespace nightshift::store {
 
-inline constexpr int k_schema_version = 2;
+inline constexpr int k_schema_version = 3;
 
 // The scripts, oldest first; migrations().size() == k_schema_version.
 std::span<const std::string_view> migrations();
