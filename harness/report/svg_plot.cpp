@@ -79,7 +79,7 @@ std::vector<double> axis_ticks(double low, double high, bool log) {
     if (log) {
         int first = static_cast<int>(std::floor(std::log10(low)));
         int last = static_cast<int>(std::ceil(std::log10(high)));
-        bool few_decades = last - first <= 2;
+        bool few_decades = last - first <= 3;
         for (int decade = first; decade <= last; ++decade) {
             for (double m : {1.0, 2.0, 5.0}) {
                 if (!few_decades && m != 1.0) continue;
