@@ -246,6 +246,23 @@ std::string render_report(store::Store& store, const ReportRequest& request) {
             summary += ". " + (crossings.empty() ? std::string("No crossover in the measured range.")
                                                  : "Crossover: " + escape_xml(crossings) + ".") + "</li>\n";
         }
+        // Against the fastest peer at each batch both measured.
+        if (request.peers && !winner.empty()) {
+            std::string against;
+            for (const auto& [batch, w] : winner) {
+                const PeerRow* fastest_peer = nullptr;
+                for (const auto& p : request.peers->rows)
+                    if (p.model == model && p.batch == batch && (!fastest_peer || p.median_us < fastest_peer->median_us))
+                        fastest_peer = &p;
+                if (!fastest_peer) continue;
+                against += fmt::format("{}B={} {:.2f}x ({} {:.1f} us)", against.empty() ? "" : ", ", batch,
+                                       fastest_peer->median_us / w.second, escape_xml(fastest_peer->impl),
+                                       fastest_peer->median_us);
+            }
+            if (!against.empty())
+                summary += fmt::format("<li>{}: speedup of the fastest bf16 kernel over the fastest peer: {}.</li>\n",
+                                       escape_xml(model), against);
+        }
     }
     if (!summary.empty()) html += "<ul class=\"summary\">\n" + summary + "</ul>\n";
 

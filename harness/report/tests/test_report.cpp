@@ -83,6 +83,7 @@ TEST_F(Report, PlotsAreWellFormedAndMatchTheStore) {
     EXPECT_FALSE(series_values(*progress, "run 1 loop 0").empty());
     EXPECT_FALSE(series_values(*progress, "run 1 loop 1").empty());
 
+    EXPECT_NE(html.find("over the fastest peer: B=1 2.47x (torch_grouped_mm 123.4 us), B=8 2.14x"), std::string::npos);
     EXPECT_NE(html.find("warp_decode_v2 WARPS=8 is fastest at B=1"), std::string::npos) << "findings table";
     EXPECT_NE(html.find("failed as compile_error"), std::string::npos) << "failures table";
     EXPECT_NE(html.find("B=1 warp_decode 50.0 us, B=8 warp_decode 70.0 us. No crossover"), std::string::npos);
