@@ -1,6 +1,8 @@
 #include "harness/cli/cli.h"
 
 #include "harness/cli/commands.h"
+#include "harness/cli/morning.h"
+#include "harness/query/queries.h"
 #include "harness/core/error.h"
 #include "harness/cuda/driver_api.h"
 #include "harness/research/run.h"
@@ -106,6 +108,45 @@ int run(int argc, char** argv) {
     auto* worker_cmd = app.add_subcommand("worker", "serve evaluation requests on stdin/stdout for one GPU (started by run)");
     worker_cmd->add_option("--gpu", worker_gpu, "GPU ordinal")->capture_default_str();
 
+    QueryOptions query_options;
+    std::int64_t query_run = 0;
+    auto* query_cmd = app.add_subcommand("query", "ask results.db a named question, or read-only SQL");
+    query_cmd->add_option("name", query_options.name, "a named query (below) or sql")->required();
+    query_cmd->add_option("arguments", query_options.arguments, "the id it takes, or the SQL");
+    query_cmd->add_option("--db", query_options.db, "results database")->capture_default_str();
+    query_cmd->add_option("--format", query_options.format, "table, json or csv")->capture_default_str();
+    query_cmd->add_option("--run", query_run, "only this run");
+    query_cmd->footer("Named queries:\n" + query::named_queries_help());
+
+    ExportOptions export_options;
+    std::int64_t export_id = 0, export_run = 0;
+    auto* export_cmd = app.add_subcommand(
+        "export", "an experiment as a replayable JSON record, or (--best) the winning kernels as standalone CUDA");
+    export_cmd->add_option("id", export_id, "experiment id");
+    export_cmd->add_option("--db", export_options.db, "results database")->capture_default_str();
+    export_cmd->add_option("--out", export_options.out_dir, "folder to write into")->capture_default_str();
+    export_cmd->add_flag("--best", export_options.best, "the fastest verified kernel per format and batch of --model");
+    export_cmd->add_option("--op", export_options.op, "op (with --best)")->capture_default_str();
+    export_cmd->add_option("--model", export_options.model, "model preset (with --best)");
+    export_cmd->add_option("--run", export_run, "only this run's experiments (with --best)");
+
+    ReportOptions report_options;
+    std::int64_t report_run = 0;
+    auto* report_cmd = app.add_subcommand("report", "one self-contained HTML page with plots and tables of results.db");
+    report_cmd->add_option("--db", report_options.db, "results database")->capture_default_str();
+    report_cmd->add_option("--run", report_run, "only this run (default: every run)");
+    report_cmd->add_option("--out", report_options.out, "HTML file to write")->capture_default_str();
+    report_cmd->add_option("--peers", report_options.peers, "peer baselines JSON to draw on the crossover map");
+
+    ReplayOptions replay_options;
+    int replay_reps = 0;
+    auto* replay_cmd = app.add_subcommand(
+        "replay", "recompile, re-verify (recorded and fresh seeds) and re-time one experiment; show the drift");
+    replay_cmd->add_option("target", replay_options.target, "experiment id in --db, or an exported .json")->required();
+    replay_cmd->add_option("--db", replay_options.db, "results database")->capture_default_str();
+    replay_cmd->add_option("--gpu", replay_options.gpu, "GPU ordinal")->capture_default_str();
+    replay_cmd->add_option("--reps", replay_reps, "timed iterations (default: as recorded)");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -134,6 +175,23 @@ int run(int argc, char** argv) {
             return summary.status == "finished" ? 0 : 130;
         }
         if (*worker_cmd) return worker::serve(worker_gpu, std::cin, std::cout);
+        if (*query_cmd) {
+            if (query_run) query_options.run_id = query_run;
+            return query(query_options);
+        }
+        if (*export_cmd) {
+            if (export_id) export_options.experiment_id = export_id;
+            if (export_run) export_options.run_id = export_run;
+            return export_results(export_options);
+        }
+        if (*report_cmd) {
+            if (report_run) report_options.run_id = report_run;
+            return report(report_options);
+        }
+        if (*replay_cmd) {
+            if (replay_reps > 0) replay_options.repetitions = replay_reps;
+            return replay(replay_options);
+        }
     } catch (const InputError& e) {
         std::cerr << "error: " << e.what() << "\n";
         return 2;

@@ -394,6 +394,12 @@ private:
                 to_record(reply, m_shared.run_id, m_id, problem_id, kernel, claim, request.candidate.compiled,
                           direction.hypothesis, m_shared.seed, proposal->repetitions, m_device,
                           m_shared.evaluator.name());
+            if (request.baseline) {
+                record.baseline_kernel_id = m_baseline.id;
+                record.baseline_knobs_json = json(request.baseline->knobs).dump();
+            }
+            record.warmup = plan.warmup;
+            record.max_error_vs_seed = plan.max_error_vs_seed;
             record.id = m_store.add_experiment(record);
             ++measured;
             if (record.fraction_of_floor && *record.fraction_of_floor > m_best_fraction) {

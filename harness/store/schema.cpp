@@ -181,12 +181,19 @@ ALTER TABLE experiments ADD COLUMN seed_rel_l2 REAL;
 ALTER TABLE experiments ADD COLUMN speedup_noise REAL;
 )sql";
 
-// Version 3: quantized weight formats and clocks under load. The error
-// against the model's own bf16 output (a quantized kernel is judged against
-// its dequantized reference; this is what quantization costs); the SM and
-// memory clocks sampled while the candidate was timed, and the union of the
-// GPU's clock-limiting reasons seen then (NVML's bitmask; 0: none).
+// Version 3: what a replay needs that the row did not say: the baseline it
+// was timed interleaved with (kernel and knobs), the warm-up count, and the
+// error bound against the honest seed that verification applied. Quantized
+// weight formats and clocks under load: the error against the model's own
+// bf16 output (a quantized kernel is judged against its dequantized
+// reference; this is what quantization costs), the lowest SM and memory
+// clocks sampled while the candidate was timed, and the union of the GPU's
+// clock-limiting reasons seen then (NVML's bitmask; 0: none).
 constexpr std::string_view k_version_3 = R"sql(
+ALTER TABLE experiments ADD COLUMN baseline_kernel_id INTEGER REFERENCES kernels(id);
+ALTER TABLE experiments ADD COLUMN baseline_knobs_json TEXT;
+ALTER TABLE experiments ADD COLUMN warmup INTEGER;
+ALTER TABLE experiments ADD COLUMN max_error_vs_seed REAL;
 ALTER TABLE experiments ADD COLUMN model_rel_l2 REAL;
 ALTER TABLE experiments ADD COLUMN timed_sm_clock_mhz INTEGER;
 ALTER TABLE experiments ADD COLUMN timed_mem_clock_mhz INTEGER;

@@ -47,8 +47,8 @@ constexpr std::string_view k_experiment_columns =
     "hypothesis, seed, repetitions, median_us, min_us, q1_us, q3_us, cv, samples_json, sol_us, copy_floor_us, "
     "fraction_of_floor, fraction_of_sol, rel_l2, max_abs_over_rms, registers, spill_bytes, resources_json, "
     "baseline_median_us, speedup, sm_clock_mhz, mem_clock_mhz, timing_method, evaluator, verification_seed, "
-    "rounds_passed, worst_rel_l2, seed_rel_l2, speedup_noise, model_rel_l2, timed_sm_clock_mhz, timed_mem_clock_mhz, "
-    "throttle_reasons";
+    "rounds_passed, worst_rel_l2, seed_rel_l2, speedup_noise, baseline_kernel_id, baseline_knobs_json, warmup, "
+    "max_error_vs_seed, model_rel_l2, timed_sm_clock_mhz, timed_mem_clock_mhz, throttle_reasons";
 
 constexpr std::string_view k_run_columns =
     "host, device, driver, nvrtc, clock_sm_mhz, clock_mem_mhz, copy_gb_per_s, git_commit, plan_path, plan_hash, "
@@ -120,7 +120,8 @@ void bind_experiment(Statement& statement, const ExperimentRecord& e) {
                        e.copy_floor_us, e.fraction_of_floor, e.fraction_of_sol, e.rel_l2, e.max_abs_over_rms,
                        e.registers, e.spill_bytes, e.resources_json, e.baseline_median_us, e.speedup, e.sm_clock_mhz,
                        e.mem_clock_mhz, e.timing_method, e.evaluator, e.verification_seed, e.rounds_passed,
-                       e.worst_rel_l2, e.seed_rel_l2, e.speedup_noise, e.model_rel_l2, e.timed_sm_clock_mhz,
+                       e.worst_rel_l2, e.seed_rel_l2, e.speedup_noise, e.baseline_kernel_id,
+                       e.baseline_knobs_json, e.warmup, e.max_error_vs_seed, e.model_rel_l2, e.timed_sm_clock_mhz,
                        e.timed_mem_clock_mhz, e.throttle_reasons);
 }
 
@@ -169,6 +170,10 @@ ExperimentRecord read_experiment(const Statement& statement) {
     e.worst_rel_l2 = c.optional_real();
     e.seed_rel_l2 = c.optional_real();
     e.speedup_noise = c.optional_real();
+    e.baseline_kernel_id = c.optional_int64();
+    e.baseline_knobs_json = c.optional_text();
+    e.warmup = c.optional_integer();
+    e.max_error_vs_seed = c.optional_real();
     e.model_rel_l2 = c.optional_real();
     e.timed_sm_clock_mhz = c.optional_integer();
     e.timed_mem_clock_mhz = c.optional_integer();
@@ -255,14 +260,32 @@ Store Store::open(const std::filesystem::path& path, const OpenOptions& options)
     return Store(std::move(db), path, false, options);
 }
 
-Store Store::open_read_only(const std::filesystem::path& path, const OpenOptions& options) {
+namespace {
+
+DatabaseHandle open_reader(const std::filesystem::path& path, const OpenOptions& options, int& version) {
     DatabaseHandle db = open_connection(path, SQLITE_OPEN_READONLY, "read-only");
     sqlite3_busy_timeout(db.get(), static_cast<int>(options.busy_timeout.count()));
     exec(db.get(), "PRAGMA query_only = ON");
-    int version = read_schema_version(db.get());
+    version = read_schema_version(db.get());
     if (version == 0)
         throw StoreError(fmt::format("{} is not a nightshift results.db (no schema_version table)", path.string()));
     check_not_newer(path.string(), version, k_schema_version);
+    return db;
+}
+
+} // namespace
+
+Store Store::open_read_only_any_version(const std::filesystem::path& path, const OpenOptions& options) {
+    int version = 0;
+    DatabaseHandle db = open_reader(path, options, version);
+    Store store(std::move(db), path, true, options);
+    sqlite3_set_authorizer(store.db(), &Authorizer::callback, store.m_authorizer.get());
+    return store;
+}
+
+Store Store::open_read_only(const std::filesystem::path& path, const OpenOptions& options) {
+    int version = 0;
+    DatabaseHandle db = open_reader(path, options, version);
     if (version < k_schema_version)
         throw StoreError(fmt::format("{} has schema {}, older than this nightshift's {}; open it once with a command "
                                      "that writes (run) to migrate it",
@@ -498,6 +521,13 @@ std::vector<ExperimentRecord> Store::experiments_of_run(std::int64_t run_id) {
     return read_experiments(select);
 }
 
+std::optional<ExperimentRecord> Store::experiment(std::int64_t experiment_id) {
+    Statement select(db(), experiment_select("WHERE id = ?"));
+    select.bind_all(experiment_id);
+    if (!select.step()) return std::nullopt;
+    return read_experiment(select);
+}
+
 std::optional<ExperimentRecord> Store::best_for_problem(std::int64_t problem_id) {
     Statement select(db(), experiment_select("WHERE problem_id = ? AND status = ? AND median_us IS NOT NULL "
                                              "ORDER BY median_us, id LIMIT 1"));
@@ -565,7 +595,8 @@ std::map<std::string, std::int64_t> Store::count_rows() {
 
 // --- ad-hoc SQL ------------------------------------------------------------
 
-std::vector<std::vector<std::string>> Store::query(const std::string& sql, std::vector<std::string>* column_names) {
+std::vector<std::vector<std::string>> Store::query(const std::string& sql, std::vector<std::string>* column_names,
+                                                   std::vector<std::vector<ValueKind>>* kinds) {
     sqlite3* connection = db();
     // A read-only Store keeps its authorizer for good; a writing one gets it
     // only for this statement.
@@ -618,6 +649,7 @@ std::vector<std::vector<std::string>> Store::query(const std::string& sql, std::
         for (int i = 0; i < columns; ++i) column_names->push_back(sqlite3_column_name(s, i));
     }
     std::vector<std::vector<std::string>> rows;
+    if (kinds) kinds->clear();
     for (;;) {
         int result = sqlite3_step(s);
         if (result == SQLITE_DONE) break;
@@ -627,6 +659,18 @@ std::vector<std::vector<std::string>> Store::query(const std::string& sql, std::
         }
         auto& row = rows.emplace_back();
         row.reserve(static_cast<std::size_t>(columns));
+        if (kinds) {
+            auto& row_kinds = kinds->emplace_back();
+            for (int i = 0; i < columns; ++i) {
+                switch (sqlite3_column_type(s, i)) {
+                case SQLITE_INTEGER: row_kinds.push_back(ValueKind::integer); break;
+                case SQLITE_FLOAT: row_kinds.push_back(ValueKind::real); break;
+                case SQLITE_NULL: row_kinds.push_back(ValueKind::null); break;
+                case SQLITE_BLOB: row_kinds.push_back(ValueKind::blob); break;
+                default: row_kinds.push_back(ValueKind::text); break;
+                }
+            }
+        }
         for (int i = 0; i < columns; ++i) {
             const unsigned char* text = sqlite3_column_text(s, i);
             row.emplace_back(text ? reinterpret_cast<const char*>(text) : "",

@@ -93,6 +93,12 @@ struct ExperimentRecord {
     std::optional<int> rounds_passed;
     std::optional<double> worst_rel_l2, seed_rel_l2;
     std::optional<double> speedup_noise; // a speedup within 1 +- this is no change
+    // What a replay needs (schema 3): the baseline timed interleaved with
+    // this row, the warm-up count, and the error bound against the seed.
+    std::optional<std::int64_t> baseline_kernel_id;
+    std::optional<std::string> baseline_knobs_json;
+    std::optional<int> warmup;
+    std::optional<double> max_error_vs_seed;
     // Schema 3: the error against the model's bf16 output (quantized formats;
     // equal to rel_l2 for bf16), the lowest SM and memory clocks sampled while
     // timing, and the union of the clock-limiting reasons seen (NVML bits).
@@ -127,6 +133,9 @@ public:
     // SQLITE_OPEN_READONLY and an authorizer refuses anything but reads. Every
     // write method throws StoreError.
     static Store open_read_only(const std::filesystem::path& path, const OpenOptions& options = {});
+    // As open_read_only, but accepts a nightshift database at any schema this
+    // build knows (to decide whether it needs migrating first).
+    static Store open_read_only_any_version(const std::filesystem::path& path, const OpenOptions& options = {});
 
     Store(Store&&) noexcept;
     Store& operator=(Store&&) noexcept;
@@ -143,6 +152,7 @@ public:
     std::int64_t begin_run(const RunRecord& run);
     void finish_run(std::int64_t run_id, std::string_view status);
     std::optional<RunRecord> run(std::int64_t run_id);
+    std::optional<ExperimentRecord> experiment(std::int64_t experiment_id);
 
     // Loops. (run_id, loop_index) is unique: adding an index that exists
     // (a resumed run) returns the existing loop's id.
@@ -190,8 +200,11 @@ public:
     // prepared an authorizer allows only reads, so INSERT, UPDATE, DELETE,
     // DROP, ATTACH, CREATE, writing PRAGMAs and transactions are refused with
     // a StoreError that says so. Values come back as SQLite's text (NULL as "").
+    // `kinds`, when given, gets each value's SQLite type, row by row.
+    enum class ValueKind { null = 0, integer = 1, real = 2, text = 3, blob = 4 };
     std::vector<std::vector<std::string>> query(const std::string& sql,
-                                                std::vector<std::string>* column_names = nullptr);
+                                                std::vector<std::string>* column_names = nullptr,
+                                                std::vector<std::vector<ValueKind>>* kinds = nullptr);
 
 private:
     struct Authorizer;

@@ -1,0 +1,99 @@
+#include "harness/exports/best_kernels.h"
+
+#include "harness/core/error.h"
+#include "harness/core/paths.h"
+#include "harness/cuda/compiler.h"
+#include "harness/query/results_db.h"
+#include "harness/query/tests/sample_results.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+namespace nightshift::exports {
+namespace {
+
+// A night with the real seed kernels: warp decode wins B=1 and 8, the
+// expert-centric baseline B=32.
+class BestKernels : public store::TempDatabase {
+protected:
+    void SetUp() override {
+        store::TempDatabase::SetUp();
+        store::Store db = store::Store::open(file());
+        query::SampleIds ids;
+        ids.run = db.begin_run({});
+        ids.loop0 = db.add_loop(ids.run, 0, "tuner", "exhaustive", "");
+        auto seed = [&](const std::string& name) {
+            store::KernelRecord k;
+            k.path = "kernels_seed/moe_decode/" + name;
+            k.source = read_text_file(project_root() / k.path);
+            k.origin = "seed";
+            return db.kernel_id(k);
+        };
+        std::int64_t warp = seed("warp_decode_v1.cu"), expert = seed("expert_centric_v1.cu");
+        auto problem = [&](int batch) { return db.problem_id({"moe_decode", "gemma4-26b-a4b", batch, "bf16", "uniform"}); };
+        auto add = [&](std::int64_t problem_id, std::int64_t kernel, std::string knobs, double us) {
+            return db.add_experiment(query::sample_row(ids, ids.loop0, problem_id, kernel, std::move(knobs), us));
+        };
+        add(problem(1), warp, R"({"ROWS_PER_WARP":2,"WARPS":2})", 42);
+        add(problem(1), expert, R"({"STAGES":4,"TILE_K":64,"TILE_M":16,"TILE_N":32})", 95);
+        add(problem(8), warp, R"({"ROWS_PER_WARP":1,"WARPS":4})", 239);
+        add(problem(32), warp, R"({"ROWS_PER_WARP":1,"WARPS":4})", 560);
+        m_b32 = add(problem(32), expert, R"({"STAGES":4,"TILE_K":64,"TILE_M":16,"TILE_N":32})", 525);
+    }
+    std::int64_t m_b32 = 0;
+};
+
+TEST_F(BestKernels, DispatchTablePicksTheWinnerPerBatch) {
+    store::Store db = query::open_results(file());
+    BestExport best = export_best(db, {.op = "moe_decode", .model = "gemma4-26b-a4b", .run_id = std::nullopt});
+    EXPECT_EQ(best.base_name, "moe_decode_gemma4_26b_a4b");
+    ASSERT_EQ(best.variants.size(), 3u);
+    EXPECT_EQ(best.variants[0].batch, 1);
+    EXPECT_EQ(best.variants[0].knobs.at("WARPS"), 2);
+    EXPECT_EQ(best.variants[2].experiment_id, m_b32);
+    EXPECT_NE(best.variants[2].kernel_path.find("expert_centric_v1.cu"), std::string::npos);
+    EXPECT_NE(best.summary.find("tokens   9..32"), std::string::npos) << best.summary;
+    EXPECT_NE(best.header.find("static const int moe_decode_gemma4_26b_a4b_H = 2816;"), std::string::npos);
+    EXPECT_NE(best.header.find("moe_decode_gemma4_26b_a4b_select(int format, int tokens)"), std::string::npos);
+    EXPECT_NE(best.torch_example.find("PYBIND11_MODULE"), std::string::npos);
+}
+
+TEST_F(BestKernels, GeneratedSourceCompilesForSm90WithNvrtc) {
+    store::Store db = query::open_results(file());
+    BestExport best = export_best(db, {.op = "moe_decode", .model = "gemma4-26b-a4b", .run_id = std::nullopt});
+    cuda::Compiler compiler; // no cache, no include folders: the file must stand alone
+    cuda::CompileResult result = compiler.compile(
+        {.name = best.base_name + ".cu", .source = best.cuda_source, .arch = "sm_90", .options = {}, .include_dirs = {}});
+    ASSERT_TRUE(result.ok) << result.log;
+    std::vector<std::string> entries;
+    for (const auto& e : result.entries) entries.push_back(e.name);
+    for (std::string name : {"moe_decode_gemma4_26b_a4b_v0_gate_up", "moe_decode_gemma4_26b_a4b_v1_down",
+                             "moe_decode_gemma4_26b_a4b_v2_gemm_down", "moe_decode_gemma4_26b_a4b_v2_route"}) {
+        EXPECT_NE(std::find(entries.begin(), entries.end(), name), entries.end()) << name << " in\n" << result.log;
+    }
+}
+
+TEST_F(BestKernels, HostPartCompilesWithNvccWhereItExists) {
+    const char* nvcc = "/usr/local/cuda/bin/nvcc";
+    if (!std::filesystem::exists(nvcc)) GTEST_SKIP() << "no nvcc at " << nvcc;
+    store::Store db = query::open_results(file());
+    BestExport best = export_best(db, {.op = "moe_decode", .model = "gemma4-26b-a4b", .run_id = std::nullopt});
+    auto dir = file("out");
+    auto written = write_best(best, dir);
+    ASSERT_EQ(written.size(), 3u);
+    // Host and device, the launchers and the header included.
+    std::string command = fmt::format("{} -arch=sm_90 -std=c++17 -c {} -o {} > {} 2>&1", nvcc, written[0].string(),
+                                      (dir / "best.o").string(), (dir / "nvcc.log").string());
+    EXPECT_EQ(std::system(command.c_str()), 0) << read_text_file(dir / "nvcc.log");
+}
+
+TEST_F(BestKernels, UnknownModelOpOrNoResultsAreInputErrors) {
+    store::Store db = query::open_results(file());
+    EXPECT_THROW(export_best(db, {.op = "softmax", .model = "gemma4-26b-a4b", .run_id = std::nullopt}), InputError);
+    EXPECT_THROW(export_best(db, {.op = "moe_decode", .model = "gpt-7", .run_id = std::nullopt}), InputError);
+    EXPECT_THROW(export_best(db, {.op = "moe_decode", .model = "qwen3-30b-a3b", .run_id = std::nullopt}), InputError);
+}
+
+} // namespace
+} // namespace nightshift::exports
