@@ -542,8 +542,18 @@ RunSummary run_plan(const RunOptions& options) {
     // The agent: the plan's, unless the command line names another; options
     // from the plan's [agent] table, then the command line's.
     agents::AgentOptions agent_options(plan.agent_options.begin(), plan.agent_options.end());
-    if (options.agent && *options.agent != plan.agent) agent_options.clear();
-    if (options.agent) plan.agent = *options.agent;
+    if (options.agent && *options.agent != plan.agent) {
+        // Another agent keeps only the plan's options it has (rounds, prompt_attempts for a replay).
+        agents::AgentOptions kept;
+        for (const auto& info : agents::agent_registry()) {
+            if (info.name != *options.agent) continue;
+            for (const auto& option : info.options) {
+                if (auto it = agent_options.find(option.name); it != agent_options.end()) kept.insert(*it);
+            }
+        }
+        agent_options = std::move(kept);
+        plan.agent = *options.agent;
+    }
     for (const auto& [key, value] : options.agent_options) agent_options[key] = value;
     std::unique_ptr<agents::Agent> agent;
     agents::AgentConfig agent_config;
