@@ -40,9 +40,11 @@ void decode(const Backend& backend, const std::string& body, const std::string& 
 
 class LlmAgent : public Agent {
 public:
-    LlmAgent(AgentConfig config, std::string api_key, std::string op, std::vector<std::string> symbols)
+    LlmAgent(AgentConfig config, std::string api_key, std::string op, std::vector<std::string> symbols,
+             std::function<bool()> cancelled)
         : m_config(std::move(config)), m_key(std::move(api_key)), m_op(std::move(op)), m_symbols(std::move(symbols)),
-          m_backend(make_backend(m_config.name)), m_client(options()), m_budget(m_config),
+          m_cancelled(std::move(cancelled)), m_backend(make_backend(m_config.name)), m_client(options()),
+          m_budget(m_config),
           m_slots(m_config.concurrency) {}
 
     std::string name() const override { return m_config.name; }
@@ -88,6 +90,7 @@ private:
         o.connect_timeout = std::min(m_config.timeout, std::chrono::milliseconds(15'000));
         o.retry.retries = m_config.retries;
         o.secrets = {m_key};
+        o.cancelled = m_cancelled;
         return o;
     }
 
@@ -95,6 +98,7 @@ private:
     std::string m_key;
     std::string m_op;
     std::vector<std::string> m_symbols;
+    std::function<bool()> m_cancelled;
     std::unique_ptr<Backend> m_backend;
     HttpClient m_client;
     AgentBudget m_budget;
@@ -241,7 +245,7 @@ std::string stored_prompt(const ChatRequest& prompt) {
 }
 
 std::unique_ptr<Agent> make_agent(const AgentConfig& config, const std::string& op,
-                                  const std::vector<std::string>& shape_symbols) {
+                                  const std::vector<std::string>& shape_symbols, std::function<bool()> cancelled) {
     if (config.name == "replay") return std::make_unique<ReplayAgent>(config, op, shape_symbols);
     std::string key;
     if (const char* value = std::getenv(config.api_key_env.c_str()); value && *value) key = value;
@@ -252,7 +256,7 @@ std::unique_ptr<Agent> make_agent(const AgentConfig& config, const std::string& 
     }
     // openai without OPENAI_API_KEY: a local server that wants no key (a hosted
     // API answers 401, stored as an http_error call).
-    return std::make_unique<LlmAgent>(config, std::move(key), op, shape_symbols);
+    return std::make_unique<LlmAgent>(config, std::move(key), op, shape_symbols, std::move(cancelled));
 }
 
 } // namespace nightshift::agents

@@ -16,6 +16,7 @@
 #include "harness/store/store.h"
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -64,7 +65,9 @@ std::string stored_prompt(const ChatRequest& prompt);
 // openai, anthropic or replay. Reads the API key from config.api_key_env now
 // (InputError for anthropic without one, or a named variable that is unset);
 // the key lives only in the agent's memory and is redacted from messages.
+// `cancelled` (optional) is polled during a call: true aborts it (Ctrl-C).
 std::unique_ptr<Agent> make_agent(const AgentConfig& config, const std::string& op,
-                                  const std::vector<std::string>& shape_symbols);
+                                  const std::vector<std::string>& shape_symbols,
+                                  std::function<bool()> cancelled = {});
 
 } // namespace nightshift::agents

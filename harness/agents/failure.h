@@ -24,6 +24,7 @@ enum class FailureKind {
     rejected_reply,     // a kernel file that breaks the rules (host code, includes, annotations)
     budget_spent,       // the run's call, token or cost budget is used up: no call was made
     replay_exhausted,   // the replay agent has no recorded call left
+    cancelled,          // the run was asked to stop (Ctrl-C) while the call was in flight
 };
 
 std::string_view to_string(FailureKind kind);

@@ -45,7 +45,13 @@ struct Transfer {
     std::string retry_after;
     std::size_t limit = 0;
     bool too_large = false;
+    const std::function<bool()>* cancelled = nullptr;
 };
+
+extern "C" int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    const auto* transfer = static_cast<const Transfer*>(user);
+    return transfer->cancelled && *transfer->cancelled && (*transfer->cancelled)() ? 1 : 0; // 1 aborts
+}
 
 extern "C" std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
     auto* transfer = static_cast<Transfer*>(user);
@@ -102,6 +108,7 @@ struct Attempt {
 Attempt perform(const HttpRequest& request, const HttpOptions& options) {
     Attempt attempt;
     attempt.transfer.limit = options.max_body_bytes;
+    attempt.transfer.cancelled = &options.cancelled;
     EasyHandle easy(curl_easy_init());
     if (!easy) {
         attempt.code = CURLE_FAILED_INIT;
@@ -133,6 +140,9 @@ Attempt perform(const HttpRequest& request, const HttpOptions& options) {
     NS_CURL_SETOPT(h, CURLOPT_WRITEDATA, &attempt.transfer);
     NS_CURL_SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
     NS_CURL_SETOPT(h, CURLOPT_HEADERDATA, &attempt.transfer);
+    NS_CURL_SETOPT(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    NS_CURL_SETOPT(h, CURLOPT_XFERINFODATA, &attempt.transfer);
+    NS_CURL_SETOPT(h, CURLOPT_NOPROGRESS, 0L);
     // Proxies: with CURLOPT_PROXY unset, libcurl reads https_proxy, http_proxy,
     // all_proxy and no_proxy from the environment itself.
     attempt.code = curl_easy_perform(h);
@@ -170,6 +180,7 @@ std::string_view to_string(FailureKind kind) {
     case FailureKind::rejected_reply: return "rejected_reply";
     case FailureKind::budget_spent: return "budget_spent";
     case FailureKind::replay_exhausted: return "replay_exhausted";
+    case FailureKind::cancelled: return "cancelled";
     }
     return "unknown";
 }
@@ -239,6 +250,11 @@ Outcome<HttpResponse> HttpClient::post(const HttpRequest& request) const {
                     .body = std::move(a.transfer.body)};
             retry = retryable_status(a.status);
             retry_after = parse_retry_after(a.transfer.retry_after, std::chrono::system_clock::now());
+        } else if (a.code == CURLE_ABORTED_BY_CALLBACK) {
+            last = {.kind = FailureKind::cancelled,
+                    .message = fmt::format("{}: cancelled (the run is stopping)", request.url),
+                    .http_status = std::nullopt,
+                    .body = {}};
         } else if (a.transfer.too_large) {
             last = {.kind = FailureKind::malformed_response,
                     .message = fmt::format("the response from {} is larger than {} bytes", request.url,
@@ -253,6 +269,7 @@ Outcome<HttpResponse> HttpClient::post(const HttpRequest& request) const {
                     .body = std::move(a.transfer.body)};
             retry = again;
         }
+        if (m_options.cancelled && m_options.cancelled()) retry = false;
         if (!retry || attempt + 1 == attempts) {
             if (attempt > 0) last.message += fmt::format(" (after {} attempts)", attempt + 1);
             break;

@@ -41,6 +41,9 @@ struct HttpOptions {
     RetryPolicy retry;
     std::vector<std::string> secrets;                   // redacted from every message
     std::size_t max_body_bytes = 16 << 20;
+    // Polled during a transfer and before each retry: true aborts the call
+    // (FailureKind::cancelled), so Ctrl-C does not wait out a slow reply.
+    std::function<bool()> cancelled;
 };
 
 // Retry-After: delay-seconds or an HTTP-date; nullopt when neither.

@@ -559,7 +559,7 @@ RunSummary run_plan(const RunOptions& options) {
     agents::AgentConfig agent_config;
     if (plan.agent != "tuner") {
         agent_config = agents::make_agent_config(plan.agent, agent_options);
-        agent = agents::make_agent(agent_config, plan.op, {"T", "H", "I", "E", "K"});
+        agent = agents::make_agent(agent_config, plan.op, {"T", "H", "I", "E", "K"}, [] { return g_stop.load(); });
     } else if (!options.agent_options.empty()) {
         throw InputError("--agent-option, --agent-base-url, --agent-model: the agent is 'tuner', which takes none "
                          "(choose one with --agent)");

@@ -126,6 +126,20 @@ TEST_F(HttpClientTest, HangingServerTimesOut) {
     EXPECT_GE(took, 900ms);
 }
 
+TEST_F(HttpClientTest, StopRequestAbortsACallInFlight) {
+    m_server.set_default(Scripted::with(Behaviour::hang, "", 10s));
+    HttpOptions options;
+    options.timeout = 10s;
+    options.retry.retries = 3;
+    const auto start = std::chrono::steady_clock::now();
+    options.cancelled = [&] { return std::chrono::steady_clock::now() - start > 200ms; };
+    auto response = HttpClient(options).post(chat());
+    ASSERT_FALSE(response.ok());
+    EXPECT_EQ(response.failure().kind, FailureKind::cancelled);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+    EXPECT_EQ(m_server.received().size(), 1u); // no retry after a stop
+}
+
 TEST_F(HttpClientTest, DeadPortIsANetworkFailure) {
     int port = 0;
     {
