@@ -10,8 +10,8 @@
 namespace nightshift::agents {
 namespace {
 
-std::vector<AgentOption> llm_options(const std::string& base_url, const std::string& key_env) {
-    return {
+std::vector<AgentOption> llm_options(const std::string& base_url, const std::string& key_env, bool openai) {
+    std::vector<AgentOption> options = {
         {"base_url", "the API's base URL (a local server: http://127.0.0.1:PORT/v1)", base_url},
         {"model", "model name the API knows (required)", ""},
         {"api_key_env", "environment variable holding the API key (never stored or logged)", key_env},
@@ -28,10 +28,15 @@ std::vector<AgentOption> llm_options(const std::string& base_url, const std::str
         {"rounds", "proposals per direction and problem", "1"},
         {"prompt_attempts", "recent attempts shown in the prompt", "6"},
     };
+    if (openai)
+        options.push_back({"max_tokens_field", "the request field for max_tokens: max_tokens (most servers) or "
+                                               "max_completion_tokens (newer hosted OpenAI models)",
+                           "max_tokens"});
+    return options;
 }
 
 const std::vector<std::string_view> k_known_keys = {
-    "base_url", "model",       "api_key_env", "temperature", "max_tokens",      "max_calls",
+    "base_url", "model",       "api_key_env", "temperature", "max_tokens", "max_tokens_field", "max_calls",
     "max_total_tokens", "max_cost_usd", "price_in_per_mtok", "price_out_per_mtok", "concurrency", "timeout_s",
     "retries",  "rounds",      "prompt_attempts", "replay_db", "replay_run"};
 
@@ -64,9 +69,9 @@ const std::vector<AgentInfo>& agent_registry() {
         std::vector<AgentInfo> r;
         r.push_back({"tuner", "offline: searches the kernels' knob spaces (no options here; see [tuner])", {}});
         r.push_back({"openai", "any OpenAI-compatible chat-completions API: hosted, vLLM, llama.cpp server, Ollama",
-                     llm_options("https://api.openai.com/v1", "OPENAI_API_KEY")});
+                     llm_options("https://api.openai.com/v1", "OPENAI_API_KEY", true)});
         r.push_back({"anthropic", "the Anthropic messages API (anthropic-version 2023-06-01)",
-                     llm_options("https://api.anthropic.com/v1", "ANTHROPIC_API_KEY")});
+                     llm_options("https://api.anthropic.com/v1", "ANTHROPIC_API_KEY", false)});
         r.push_back({"replay",
                      "re-drives the loop from the calls recorded in another results.db (no network)",
                      {{"replay_db", "results.db holding the recorded calls (required)", ""},
@@ -123,7 +128,12 @@ AgentConfig make_agent_config(std::string_view name, const AgentOptions& options
         else if (key == "api_key_env") config.api_key_env = value;
         else if (key == "temperature") config.temperature = number(key, value);
         else if (key == "max_tokens") config.max_tokens = static_cast<int>(integer(key, value, 1));
-        else if (key == "max_calls") config.max_calls = integer(key, value, 1);
+        else if (key == "max_tokens_field") {
+            if (value != "max_tokens" && value != "max_completion_tokens")
+                throw InputError(fmt::format("agent option 'max_tokens_field': '{}' is neither max_tokens nor "
+                                             "max_completion_tokens", value));
+            config.max_tokens_field = value;
+        } else if (key == "max_calls") config.max_calls = integer(key, value, 1);
         else if (key == "max_total_tokens") config.max_total_tokens = integer(key, value, 1);
         else if (key == "max_cost_usd") config.max_cost_usd = number(key, value);
         else if (key == "price_in_per_mtok") config.price_in_per_mtok = number(key, value);

@@ -37,6 +37,7 @@ struct AgentConfig {
     std::string api_key_env;
     double temperature = 0.7;
     int max_tokens = 8192;                     // per reply
+    std::string max_tokens_field = "max_tokens"; // openai: or "max_completion_tokens" (newer hosted models)
     std::optional<std::int64_t> max_calls;     // per run
     std::optional<std::int64_t> max_total_tokens;
     std::optional<double> max_cost_usd;

@@ -33,7 +33,7 @@ public:
                       json::array({{{"role", "system"}, {"content", chat.system}},
                                    {{"role", "user"}, {"content", chat.user}}})},
                      {"temperature", config.temperature},
-                     {"max_tokens", config.max_tokens}};
+                     {config.max_tokens_field, config.max_tokens}};
         HttpRequest r{config.base_url + "/chat/completions", {"Content-Type: application/json"}, body.dump()};
         if (!key.empty()) r.headers.push_back("Authorization: Bearer " + key);
         return r;

@@ -40,12 +40,13 @@ struct AgentKey {
     std::string_view name;
     AgentValue kind;
 };
-constexpr std::array<AgentKey, 18> k_agent_table = {{{"name", AgentValue::text},
+constexpr std::array<AgentKey, 19> k_agent_table = {{{"name", AgentValue::text},
                                                      {"base_url", AgentValue::text},
                                                      {"model", AgentValue::text},
                                                      {"api_key_env", AgentValue::text},
                                                      {"temperature", AgentValue::number},
                                                      {"max_tokens", AgentValue::positive_count},
+                                                     {"max_tokens_field", AgentValue::text},
                                                      {"max_calls", AgentValue::positive_count},
                                                      {"max_total_tokens", AgentValue::positive_count},
                                                      {"max_cost_usd", AgentValue::number},
@@ -58,8 +59,8 @@ constexpr std::array<AgentKey, 18> k_agent_table = {{{"name", AgentValue::text},
                                                      {"prompt_attempts", AgentValue::positive_count},
                                                      {"replay_db", AgentValue::text},
                                                      {"replay_run", AgentValue::positive_count}}};
-constexpr std::array<std::string_view, 18> k_agent_keys = [] {
-    std::array<std::string_view, 18> names{};
+constexpr std::array<std::string_view, k_agent_table.size()> k_agent_keys = [] {
+    std::array<std::string_view, k_agent_table.size()> names{};
     for (std::size_t i = 0; i < k_agent_table.size(); ++i) names[i] = k_agent_table[i].name;
     return names;
 }();

@@ -32,6 +32,11 @@ TEST(OpenAiBackend, RequestIsChatCompletions) {
     EXPECT_EQ(body["messages"][0]["role"], "system");
     EXPECT_EQ(body["messages"][0]["content"], "sys");
     EXPECT_EQ(body["messages"][1]["content"], "usr");
+    AgentConfig newer = config("openai", "http://h:1/v1");
+    newer.max_tokens_field = "max_completion_tokens";
+    json newer_body = json::parse(backend->request({"s", "u"}, newer, "k").body);
+    EXPECT_EQ(newer_body["max_completion_tokens"], 100);
+    EXPECT_FALSE(newer_body.contains("max_tokens"));
     // A local server without a key: no Authorization header at all.
     HttpRequest local = backend->request({"s", "u"}, config("openai", "http://h:1/v1"), "");
     EXPECT_TRUE(std::none_of(local.headers.begin(), local.headers.end(),
@@ -111,6 +116,8 @@ TEST(AgentConfigTest, RejectsUnknownKeysBadValuesAndMissingModel) {
     EXPECT_THROW(make_agent_config("openai", {{"model", "m"}, {"max_calls", "0"}}), InputError);
     EXPECT_THROW(make_agent_config("openai", {{"model", "m"}, {"temperature", "hot"}}), InputError);
     EXPECT_THROW(make_agent_config("openai", {{"model", "m"}, {"base_url", "ftp://x"}}), InputError);
+    EXPECT_THROW(make_agent_config("openai", {{"model", "m"}, {"max_tokens_field", "tokens"}}), InputError);
+    EXPECT_THROW(make_agent_config("anthropic", {{"model", "m"}, {"max_tokens_field", "max_tokens"}}), InputError);
     EXPECT_THROW(make_agent_config("openai", {}), InputError);
     EXPECT_THROW(make_agent_config("replay", {}), InputError);
     EXPECT_THROW(make_agent_config("replay", {{"replay_db", "x.db"}, {"model", "m"}}), InputError);
