@@ -135,3 +135,42 @@ TEST(AgentConfigTest, HelpListsEveryAgentAndOption) {
 
 } // namespace
 } // namespace nightshift::agents
+
+namespace nightshift::agents {
+namespace {
+
+// Every registered agent but the tuner accepts each of its options at its
+// documented default (where the default is a value), and names them in --help.
+class AgentRegistryContract : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AgentRegistryContract, AcceptsItsDocumentedDefaults) {
+    const auto& registry = agent_registry();
+    auto info = std::find_if(registry.begin(), registry.end(), [](const AgentInfo& i) { return i.name == GetParam(); });
+    ASSERT_NE(info, registry.end());
+    AgentOptions options;
+    for (const auto& option : info->options) {
+        if (option.default_value.empty() || option.default_value.find(' ') != std::string::npos) continue;
+        options[option.name] = option.default_value;
+    }
+    if (GetParam() == "replay") options["replay_db"] = "results.db";
+    else options["model"] = "m";
+    AgentConfig config = make_agent_config(GetParam(), options);
+    EXPECT_EQ(config.name, GetParam());
+    EXPECT_EQ(config.rounds, 1);
+    EXPECT_EQ(config.prompt_attempts, 6);
+    for (const auto& option : info->options) {
+        EXPECT_FALSE(option.description.empty()) << option.name;
+        EXPECT_THROW(make_agent_config(GetParam(), {{option.name + "_typo", "1"}}), InputError) << option.name;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Agents, AgentRegistryContract, ::testing::Values("openai", "anthropic", "replay"));
+
+TEST(AgentRegistry, ListsEveryAgentThePlanKnows) {
+    std::vector<std::string> names;
+    for (const auto& info : agent_registry()) names.push_back(info.name);
+    EXPECT_EQ(names, (std::vector<std::string>{"tuner", "openai", "anthropic", "replay"}));
+}
+
+} // namespace
+} // namespace nightshift::agents
