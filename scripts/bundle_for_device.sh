@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 cmake --build build -j"$(nproc)"
 rm -rf .device/bin
 mkdir -p .device/bin
-for binary in nightshift nightshift_tests nightshift_gpu_tests; do
+for binary in nightshift nightshift_tests nightshift_gpu_tests nightshift_test_llm_server; do
     strip -o ".device/bin/$binary" "build/$binary"
 done
 du -sh .device/bin

@@ -1,5 +1,6 @@
 #include "harness/cli/cli.h"
 
+#include "harness/agents/agent_config.h"
 #include "harness/cli/commands.h"
 #include "harness/cli/morning.h"
 #include "harness/query/queries.h"
@@ -102,7 +103,15 @@ int run(int argc, char** argv) {
         ->capture_default_str();
     run_cmd->add_option("--seed", run_options.seed, "input seed (default: fresh, recorded)");
     run_cmd->add_flag("--no-progress", no_progress, "no live status line or per-experiment lines");
-    run_cmd->footer("Search strategies (plan [tuner] strategy = NAME, options as keys):\n" + research::strategies_help());
+    std::string agent_name, agent_base_url, agent_model;
+    std::vector<std::string> agent_pairs;
+    run_cmd->add_option("--agent", agent_name, "who writes kernels: tuner, openai, anthropic, replay (overrides the plan)");
+    run_cmd->add_option("--agent-base-url", agent_base_url, "the agent's API base URL (overrides [agent] base_url)");
+    run_cmd->add_option("--agent-model", agent_model, "the agent's model (overrides [agent] model)");
+    run_cmd->add_option("--agent-option", agent_pairs, "an [agent] option KEY=VALUE (repeatable; overrides the plan)");
+    run_cmd->footer("Search strategies (plan [tuner] strategy = NAME, options as keys):\n" + research::strategies_help() +
+                    "\nAgents (plan agent = NAME, or an [agent] table with name = NAME and these options):\n" +
+                    agents::agents_help());
 
     int worker_gpu = 0;
     auto* worker_cmd = app.add_subcommand("worker", "serve evaluation requests on stdin/stdout for one GPU (started by run)");
@@ -168,6 +177,15 @@ int run(int argc, char** argv) {
             run_options.db_path = db_path;
             run_options.record_path = record_path;
             run_options.progress = !no_progress;
+            if (!agent_name.empty()) run_options.agent = agent_name;
+            for (const auto& pair : agent_pairs) {
+                const auto eq = pair.find('=');
+                if (eq == std::string::npos || eq == 0)
+                    throw InputError(fmt::format("--agent-option '{}': expected KEY=VALUE", pair));
+                run_options.agent_options[pair.substr(0, eq)] = pair.substr(eq + 1);
+            }
+            if (!agent_base_url.empty()) run_options.agent_options["base_url"] = agent_base_url;
+            if (!agent_model.empty()) run_options.agent_options["model"] = agent_model;
             run_options.candidate_limit = std::chrono::milliseconds(static_cast<long long>(candidate_seconds * 1000));
             auto summary = research::run_plan(run_options);
             fmt::print("run {} {}: {} experiments, {} failed; query it in {}\n", summary.run_id, summary.status,

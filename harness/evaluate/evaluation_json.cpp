@@ -7,7 +7,7 @@ namespace nightshift::evaluate {
 using nlohmann::json;
 
 Status parse_status(std::string_view name) {
-    for (int value = 0; value <= static_cast<int>(Status::nondeterministic); ++value) {
+    for (int value = 0; value <= static_cast<int>(Status::not_measured); ++value) {
         if (to_string(static_cast<Status>(value)) == name) return static_cast<Status>(value);
     }
     throw InputError(fmt::format("unknown status '{}'", name));

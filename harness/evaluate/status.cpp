@@ -12,6 +12,7 @@ std::string_view to_string(Status status) {
     case Status::crashed: return "crashed";
     case Status::rejected: return "rejected";
     case Status::nondeterministic: return "nondeterministic";
+    case Status::not_measured: return "not_measured";
     }
     return "unknown";
 }

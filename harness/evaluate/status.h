@@ -16,6 +16,7 @@ enum class Status {
     crashed = 5,          // took its process down
     rejected = 6,         // violates a rule before running (constraints, device limits)
     nondeterministic = 7, // two runs disagree and the file did not declare @nondeterministic
+    not_measured = 8,     // the evaluator holds no measurement of it (a replay): neither verified nor timed
 };
 
 std::string_view to_string(Status status);

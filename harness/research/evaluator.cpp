@@ -157,8 +157,11 @@ ReplayEvaluator::ReplayEvaluator(const std::filesystem::path& path) : m_path(pat
 worker::EvaluateReply ReplayEvaluator::evaluate(const worker::EvaluateRequest& request, int) {
     auto found = m_records.find(replay_key(request));
     if (found == m_records.end()) {
-        return failed_reply(request, evaluate::Status::rejected,
-                            "replay: this candidate was not measured in " + m_path.filename().string());
+        // No number is invented: the row says the candidate compiled (its
+        // resources are known) and was neither verified nor timed.
+        return failed_reply(request, evaluate::Status::not_measured,
+                            "replay: " + m_path.filename().string() +
+                                " holds no measurement of this candidate (not verified, not timed)");
     }
     worker::EvaluateReply reply = worker::evaluate_reply_from_json(found->second);
     reply.id = request.id;

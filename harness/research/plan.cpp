@@ -33,6 +33,37 @@ constexpr std::array<std::string_view, 15> k_top_keys = {
     "title", "op",    "models", "batches", "formats",  "distribution", "baseline",  "seeds",
     "agent", "tuner", "budget", "stop",    "accuracy", "timing",       "directions"};
 constexpr std::array<std::string_view, 3> k_budget_keys = {"hours", "minutes", "experiments"};
+// [agent]: what each key holds (ranges are checked here too, so a plan fails at
+// its line; harness/agents/agent_config.cpp documents what the keys mean).
+enum class AgentValue { text, number, count, positive_count };
+struct AgentKey {
+    std::string_view name;
+    AgentValue kind;
+};
+constexpr std::array<AgentKey, 19> k_agent_table = {{{"name", AgentValue::text},
+                                                     {"base_url", AgentValue::text},
+                                                     {"model", AgentValue::text},
+                                                     {"api_key_env", AgentValue::text},
+                                                     {"temperature", AgentValue::number},
+                                                     {"max_tokens", AgentValue::positive_count},
+                                                     {"max_tokens_field", AgentValue::text},
+                                                     {"max_calls", AgentValue::positive_count},
+                                                     {"max_total_tokens", AgentValue::positive_count},
+                                                     {"max_cost_usd", AgentValue::number},
+                                                     {"price_in_per_mtok", AgentValue::number},
+                                                     {"price_out_per_mtok", AgentValue::number},
+                                                     {"concurrency", AgentValue::positive_count},
+                                                     {"timeout_s", AgentValue::number},
+                                                     {"retries", AgentValue::count},
+                                                     {"rounds", AgentValue::positive_count},
+                                                     {"prompt_attempts", AgentValue::positive_count},
+                                                     {"replay_db", AgentValue::text},
+                                                     {"replay_run", AgentValue::positive_count}}};
+constexpr std::array<std::string_view, k_agent_table.size()> k_agent_keys = [] {
+    std::array<std::string_view, k_agent_table.size()> names{};
+    for (std::size_t i = 0; i < k_agent_table.size(); ++i) names[i] = k_agent_table[i].name;
+    return names;
+}();
 constexpr std::array<std::string_view, 1> k_stop_keys = {"fraction_of_floor"};
 constexpr std::array<std::string_view, 2> k_accuracy_keys = {"max_rel_l2", "max_error_vs_seed"};
 constexpr std::array<std::string_view, 2> k_timing_keys = {"repetitions", "warmup"};
@@ -159,8 +190,12 @@ public:
             nonempty_string(required(root, "baseline", "", 1, "a kernel file such as \"moe_decode/x.cu\""), "baseline");
         if (const toml::node* seeds = root.get("seeds")) m_plan.seeds = string_list(*seeds, "seeds", false);
         if (const toml::node* agent = root.get("agent")) {
-            m_plan.agent = nonempty_string(*agent, "agent");
-            check_choice(*agent, "agent", m_plan.agent, k_agents, "agent");
+            if (agent->is_table()) {
+                read_agent(*agent);
+            } else {
+                m_plan.agent = nonempty_string(*agent, "agent");
+                check_choice(*agent, "agent", m_plan.agent, k_agents, "agent");
+            }
         }
         if (const toml::node* tuner = root.get("tuner")) read_tuner(*tuner);
         if (const toml::node* budget = root.get("budget")) read_budget(*budget);
@@ -347,6 +382,38 @@ private:
                                  type_name(value)));
             record(field, value);
             m_plan.strategy_options.emplace(std::string(key.str()), std::move(text));
+        }
+    }
+
+    // [agent]: `name` picks the agent; the other keys are its options, kept as strings.
+    void read_agent(const toml::node& node) {
+        const toml::table& table = table_value(node, "agent");
+        check_keys(table, "agent", k_agent_keys, line(node));
+        const toml::node& name = required(table, "name", "agent", line(node), "an agent name");
+        m_plan.agent = nonempty_string(name, "agent.name");
+        check_choice(name, "agent.name", m_plan.agent, k_agents, "agent");
+        for (const AgentKey& key : k_agent_table) {
+            const toml::node* value = table.get(key.name);
+            if (!value || key.name == "name") continue;
+            const std::string field = child("agent", key.name);
+            std::string text;
+            switch (key.kind) {
+            case AgentValue::text: text = nonempty_string(*value, field); break;
+            case AgentValue::number: {
+                const double v = number_value(*value, field);
+                if (v < 0) fail(line(*value), field, fmt::format("must not be negative, got {}", v));
+                text = fmt::format("{}", v);
+                break;
+            }
+            case AgentValue::count:
+                text = std::to_string(integer_in(*value, field, 0, 1'000'000'000));
+                break;
+            case AgentValue::positive_count:
+                text = std::to_string(integer_in(*value, field, 1, 1'000'000'000));
+                break;
+            }
+            record(field, *value);
+            m_plan.agent_options.emplace(std::string(key.name), std::move(text));
         }
     }
 

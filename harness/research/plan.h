@@ -44,6 +44,9 @@ struct Plan {
     std::string baseline;                 // kernel file the candidates are timed against
     std::vector<std::string> seeds;       // kernel files the search starts from
     std::string agent = "tuner";
+    // [agent] (agent = "name" or an [agent] table with `name`): every other key,
+    // values as strings (harness/agents/agent_config.h reads and checks them).
+    std::map<std::string, std::string, std::less<>> agent_options;
     std::string strategy = "exhaustive"; // the tuner's search strategy
     // [tuner]: every key but `strategy`, values as strings (the strategy's
     // registry checks them; scalars only: 3 -> "3", true -> "true").

@@ -60,6 +60,14 @@ void Progress::experiment(const store::ProblemKey& problem, const store::Experim
     std::fflush(stdout);
 }
 
+void Progress::note(const std::string& line) {
+    std::lock_guard<std::mutex> guard(m_mutex);
+    if (!m_enabled) return;
+    if (m_terminal) fmt::print("\r\033[K{}\n{}", line, status_line());
+    else fmt::print("{}\n", line);
+    std::fflush(stdout);
+}
+
 void Progress::finish(std::int64_t experiments, std::int64_t failures, double seconds) {
     std::lock_guard<std::mutex> guard(m_mutex);
     if (m_enabled && m_terminal) fmt::print("\n");

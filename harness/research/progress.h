@@ -22,6 +22,8 @@ public:
     void start(std::int64_t run_id, const Plan& plan, const DeviceDescription& device, const std::string& evaluator,
                int loops);
     void experiment(const store::ProblemKey& problem, const store::ExperimentRecord& record, const std::string& kernel);
+    // One line about something other than an experiment (an agent call).
+    void note(const std::string& line);
     void finish(std::int64_t experiments, std::int64_t failures, double seconds);
 
 private:

@@ -1,5 +1,7 @@
 #include "harness/research/run.h"
 
+#include "harness/agents/agent.h"
+#include "harness/agents/prompt.h"
 #include "harness/core/git.h"
 #include "harness/core/paths.h"
 #include "harness/core/sha256.h"
@@ -55,6 +57,14 @@ public:
            std::optional<std::int64_t> experiment_budget, Progress& progress)
         : plan(plan), options(options), evaluator(evaluator), run_id(run_id), seed(seed), deadline(deadline),
           experiment_budget(experiment_budget), progress(progress), compiler(cache_dir() / "nvrtc") {}
+
+    // The kernel-writing agent (openai, anthropic, replay), or none for the tuner alone.
+    agents::Agent* agent = nullptr;
+    agents::AgentConfig agent_config;
+    // True for the first caller once the agent is done (budget spent, replay
+    // exhausted): from then on the tuner goes on alone.
+    bool stop_agent() { return !m_agent_stopped.exchange(true); }
+    bool agent_stopped() const { return m_agent_stopped.load(); }
 
     const Plan& plan;
     const RunOptions& options;
@@ -154,6 +164,7 @@ private:
     std::set<std::int64_t> m_done_problems;
     std::set<std::pair<std::int64_t, std::int64_t>> m_findings;
     std::atomic<std::int64_t> m_reserved{0};
+    std::atomic<bool> m_agent_stopped{false};
 };
 
 std::string candidate_key(const std::string& source_hash, const kernels::Symbols& knobs, const std::string& arch,
@@ -205,7 +216,7 @@ store::ExperimentRecord to_record(const worker::EvaluateReply& reply, std::int64
         r.spill_bytes = with.spill_bytes();
     }
     if (e.status != evaluate::Status::compile_error && e.status != evaluate::Status::timeout &&
-        e.status != evaluate::Status::crashed) {
+        e.status != evaluate::Status::crashed && e.status != evaluate::Status::not_measured) {
         r.rel_l2 = e.comparison.rel_l2;
         r.max_abs_over_rms = e.comparison.max_abs_over_rms;
         r.model_rel_l2 = e.model_rel_l2;
@@ -271,6 +282,7 @@ public:
                     search(direction, kernel, key);
                 }
             }
+            if (m_shared.agent) agent_rounds(direction);
             if (auto reason = m_shared.revise_order(d, m_best_fraction, m_best_id)) {
                 m_store.add_plan_revision(m_shared.run_id, m_id, *reason, m_shared.order_json().dump());
                 m_store.add_finding(m_shared.run_id, m_id, std::nullopt, "plan_revision", *reason, {m_best_id});
@@ -309,6 +321,7 @@ private:
         for (const auto& point : kernel.file.knob_space()) {
             bool inside = true;
             for (const auto& [name, values] : direction.knobs) {
+                if (kernel.origin == "llm") break; // the plan's subspace is about the plan's kernels
                 auto it = point.find(name);
                 if (it == point.end()) continue; // a knob of another kernel in the direction
                 if (std::find(values.begin(), values.end(), it->second) == values.end()) inside = false;
@@ -339,7 +352,74 @@ private:
         return compiled;
     }
 
-    void search(const Direction& direction, const LoadedKernel& kernel, const store::ProblemKey& key) {
+    // Structure from the agent, parameters from the tuner: per problem of the
+    // direction, the agent writes a kernel file derived from the fastest one so
+    // far; it is stored with origin 'llm' and that parent, and searched like any
+    // kernel (same claims, compile, verify, time). Every call is stored; a failed
+    // one is data and the loop goes on.
+    void agent_rounds(const Direction& direction) {
+        auto problems = problems_of(direction);
+        std::rotate(problems.begin(), problems.begin() + (m_index % static_cast<int>(problems.size())),
+                    problems.end());
+        const std::int64_t fallback = find_kernel(direction.kernels.front()).id;
+        for (const auto& key : problems) {
+            const std::int64_t problem_id = m_store.problem_id(key);
+            for (int round = 0; round < m_shared.agent_config.rounds; ++round) {
+                if (m_shared.spent(false) || m_shared.agent_stopped() || m_shared.problem_done(problem_id)) return;
+                agents::PromptInput input =
+                    agents::gather_prompt_input(m_store, m_shared.plan, direction, key, problem_id,
+                                                m_shared.evaluator.name(), fallback,
+                                                m_shared.agent_config.prompt_attempts);
+                agents::AgentTurn turn = m_shared.agent->propose(agents::build_prompt(input), m_index);
+                std::int64_t call_id = 0;
+                if (!turn.call.status.empty()) {
+                    turn.call.run_id = m_shared.run_id;
+                    turn.call.loop_id = m_id;
+                    call_id = m_store.add_agent_call(turn.call);
+                }
+                if (turn.failure) {
+                    const auto kind = turn.failure->kind;
+                    if (kind == agents::FailureKind::budget_spent || kind == agents::FailureKind::replay_exhausted) {
+                        if (m_shared.stop_agent()) {
+                            const std::string text = turn.failure->message + "; the tuner goes on alone";
+                            m_store.add_finding(m_shared.run_id, m_id, std::nullopt, "agent_stopped", text, {});
+                            m_shared.progress.note("agent: " + text);
+                        }
+                        return;
+                    }
+                    m_shared.progress.note(fmt::format("agent call {}: {}: {}", call_id,
+                                                       agents::to_string(kind), turn.failure->message.substr(0, 200)));
+                    continue;
+                }
+                LoadedKernel kernel = agent_kernel(*turn.proposal, input.parent_id);
+                m_shared.progress.note(fmt::format("agent call {}: wrote {} (kernel {}, parent {}): {}", call_id,
+                                                   kernel.reference, kernel.id, input.parent_reference,
+                                                   turn.proposal->hypothesis.substr(0, 160)));
+                std::string hypothesis = turn.proposal->hypothesis;
+                if (!turn.proposal->predicted_effect.empty())
+                    hypothesis += " (predicted: " + turn.proposal->predicted_effect + ")";
+                try {
+                    search(direction, kernel, key, &hypothesis);
+                } catch (const InputError& e) {
+                    // E.g. a @constrain that cannot be evaluated at this shape.
+                    m_store.add_finding(m_shared.run_id, m_id, problem_id, "agent_kernel_rejected",
+                                        fmt::format("{}: {}", kernel.reference, e.what()), {});
+                }
+            }
+        }
+    }
+
+    LoadedKernel agent_kernel(const agents::KernelProposal& proposal, std::int64_t parent_id) {
+        const std::string hash = sha256_hex(proposal.source);
+        const std::string reference = fmt::format("llm/{}.cu", hash.substr(0, 12));
+        LoadedKernel k{kernels::parse_kernel_file(reference, proposal.source), reference, "llm", 0, hash};
+        k.id = m_store.kernel_id({.id = 0, .source_hash = hash, .source = proposal.source, .path = reference,
+                                  .origin = "llm", .op = k.file.op, .parent_id = parent_id});
+        return k;
+    }
+
+    void search(const Direction& direction, const LoadedKernel& kernel, const store::ProblemKey& key,
+                const std::string* hypothesis = nullptr) {
         const Plan& plan = m_shared.plan;
         std::int64_t problem_id = m_store.problem_id(key);
         if (m_shared.problem_done(problem_id) && kernel.id != m_baseline.id) return;
@@ -392,7 +472,8 @@ private:
             }
             store::ExperimentRecord record =
                 to_record(reply, m_shared.run_id, m_id, problem_id, kernel, claim, request.candidate.compiled,
-                          direction.hypothesis, m_shared.seed, proposal->repetitions, m_device,
+                          hypothesis ? *hypothesis : direction.hypothesis, m_shared.seed, proposal->repetitions,
+                          m_device,
                           m_shared.evaluator.name());
             if (request.baseline) {
                 record.baseline_kernel_id = m_baseline.id;
@@ -466,6 +547,31 @@ void request_stop() { g_stop.store(true); }
 
 RunSummary run_plan(const RunOptions& options) {
     Plan plan = load_plan(options.plan_path);
+    // The agent: the plan's, unless the command line names another; options
+    // from the plan's [agent] table, then the command line's.
+    agents::AgentOptions agent_options(plan.agent_options.begin(), plan.agent_options.end());
+    if (options.agent && *options.agent != plan.agent) {
+        // Another agent keeps only the plan's options it has (rounds, prompt_attempts for a replay).
+        agents::AgentOptions kept;
+        for (const auto& info : agents::agent_registry()) {
+            if (info.name != *options.agent) continue;
+            for (const auto& option : info.options) {
+                if (auto it = agent_options.find(option.name); it != agent_options.end()) kept.insert(*it);
+            }
+        }
+        agent_options = std::move(kept);
+        plan.agent = *options.agent;
+    }
+    for (const auto& [key, value] : options.agent_options) agent_options[key] = value;
+    std::unique_ptr<agents::Agent> agent;
+    agents::AgentConfig agent_config;
+    if (plan.agent != "tuner") {
+        agent_config = agents::make_agent_config(plan.agent, agent_options);
+        agent = agents::make_agent(agent_config, plan.op, {"T", "H", "I", "E", "K"}, [] { return g_stop.load(); });
+    } else if (!options.agent_options.empty()) {
+        throw InputError("--agent-option, --agent-base-url, --agent-model: the agent is 'tuner', which takes none "
+                         "(choose one with --agent)");
+    }
     if (plan.op != "moe_decode") {
         throw InputError(fmt::format("{}: op '{}' has no run support yet (known: moe_decode)", plan.path, plan.op));
     }
@@ -517,7 +623,7 @@ RunSummary run_plan(const RunOptions& options) {
         record.git_commit = git_commit(project_root());
         record.plan_path = plan.path;
         record.plan_hash = plan.hash;
-        record.command_line = fmt::format("run {} --loops {}", plan.path, options.loops);
+        record.command_line = fmt::format("run {} --loops {} --agent {}", plan.path, options.loops, plan.agent);
         record.evaluator = evaluator->name();
         run_id = db.begin_run(record);
     }
@@ -555,6 +661,8 @@ RunSummary run_plan(const RunOptions& options) {
     Progress progress(options.progress, deadline, experiment_budget);
     progress.start(run_id, plan, device, evaluator->name(), options.loops);
     Shared shared(plan, options, *evaluator, run_id, seed, deadline, experiment_budget, progress);
+    shared.agent = agent.get();
+    shared.agent_config = agent_config;
     std::vector<std::thread> threads;
     std::mutex error_mutex;
     std::string loop_error;

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +29,10 @@ struct RunOptions {
     std::chrono::milliseconds candidate_limit{60'000}; // the watchdog's limit per evaluation
     unsigned long long seed = 0;            // inputs seed; 0: fresh, recorded in every row
     bool progress = true;                   // live status line on a terminal
+    // The agent: overrides of the plan's `agent` and of its [agent] options
+    // (harness/agents/agent_config.h lists them).
+    std::optional<std::string> agent;
+    std::map<std::string, std::string, std::less<>> agent_options;
 };
 
 struct RunSummary {
