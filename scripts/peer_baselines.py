@@ -98,7 +98,9 @@ def parse_args(argv=None, environ=None):
     parser.add_argument("--repetitions", type=int, default=20, help="timed iterations per point (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up iterations per point (default 3)")
     parser.add_argument("--kernels", default=None,
-                        help="comma-separated nightshift kernel files (default: every kernels_seed/moe_decode/*.cu)")
+                        help="comma-separated nightshift kernel files, each optionally with knobs after colons, "
+                             "e.g. kernels_seed/moe_decode/warp_decode_v2.cu:INFLIGHT=8:WARPS=8 "
+                             "(default: every kernels_seed/moe_decode/*.cu at its default knobs)")
     parser.add_argument("--out", default=environ.get("OUT") or "device-out",
                         help="output folder (default $OUT, else device-out)")
     parser.add_argument("--ns-bin", default=environ.get("NS_BIN") or "build",
@@ -148,11 +150,9 @@ def make_row(model, batch, impl, status, median_us=None, min_us=None, fraction_o
     return row
 
 
-def kernel_impl_name(kernel_path):
-    name = os.path.basename(kernel_path)
-    if name.endswith(".cu"):
-        name = name[:-3]
-    return NS_PREFIX + name
+def kernel_impl_name(kernel_spec):
+    """nightshift:<stem>, with {knobs} when the spec names any (see split_kernel_spec)."""
+    return NS_PREFIX + split_kernel_spec(kernel_spec)[2]
 
 
 def nightshift_rows(bench, model, kernel_path, batches):
@@ -312,34 +312,45 @@ def nightshift_env(environ=None):
     return env
 
 
-def nightshift_command(ns_bin, kernel, model, batches, warmup, repetitions):
-    return [os.path.join(ns_bin, "nightshift"), "bench", kernel, "--model", model,
-            "--batch", ",".join(str(b) for b in batches), "--warmup", str(warmup),
-            "--reps", str(repetitions), "--json"]
+def nightshift_command(ns_bin, kernel, model, batches, warmup, repetitions, knobs=()):
+    command = [os.path.join(ns_bin, "nightshift"), "bench", kernel, "--model", model,
+               "--batch", ",".join(str(b) for b in batches), "--warmup", str(warmup),
+               "--reps", str(repetitions), "--json"]
+    for knob in knobs:
+        command += ["--knob", knob]
+    return command
+
+
+def split_kernel_spec(spec):
+    """'path:K=V:K=V' -> (path, ['K=V', ...], a name for tables: the file's stem, plus the knobs if any)."""
+    path, *knobs = spec.split(":")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return path, knobs, stem + ("{" + ",".join(knobs) + "}" if knobs else "")
 
 
 def run_nightshift(args, model, log_dir):
     """Benches every kernel file at this model; returns rows (skips on any failure)."""
     rows = []
-    for kernel in args.kernels:
-        stem = os.path.splitext(os.path.basename(kernel))[0]
+    for spec in args.kernels:
+        kernel, knobs, stem = split_kernel_spec(spec)
         if not os.path.exists(kernel):
-            rows += nightshift_failure_rows(model, kernel, args.batches, f"kernel file {kernel} not found")
+            rows += nightshift_failure_rows(model, spec, args.batches, f"kernel file {kernel} not found")
             continue
-        cmd = nightshift_command(os.path.abspath(args.ns_bin), os.path.abspath(kernel), model, args.batches, max(args.warmup, 5), args.repetitions)
+        cmd = nightshift_command(os.path.abspath(args.ns_bin), os.path.abspath(kernel), model, args.batches,
+                                 max(args.warmup, 5), args.repetitions, knobs)
         print(f"  nightshift bench {os.path.basename(kernel)} --model {model}", flush=True)
         started = time.time()
         try:
             done = subprocess.run(cmd, cwd=ROOT, env=nightshift_env(), capture_output=True, text=True,
                                   timeout=args.ns_timeout)
         except subprocess.TimeoutExpired:
-            rows += nightshift_failure_rows(model, kernel, args.batches,
+            rows += nightshift_failure_rows(model, spec, args.batches,
                                             f"nightshift bench ran past {args.ns_timeout} s")
             continue
         except OSError as error:
-            rows += nightshift_failure_rows(model, kernel, args.batches, short_reason(error))
+            rows += nightshift_failure_rows(model, spec, args.batches, short_reason(error))
             continue
-        base = os.path.join(log_dir, f"nightshift_{model}_{stem}")
+        base = os.path.join(log_dir, f"nightshift_{model}_{stem.replace('{', '_').replace('}', '').replace(',', '_').replace('=', '')}")
         with open(base + ".json", "w") as f:
             f.write(done.stdout)
         with open(base + ".err", "w") as f:
@@ -348,10 +359,10 @@ def run_nightshift(args, model, log_dir):
             bench = json.loads(done.stdout)
         except ValueError:
             tail = (done.stderr.strip() or done.stdout.strip())[-300:]
-            rows += nightshift_failure_rows(model, kernel, args.batches,
+            rows += nightshift_failure_rows(model, spec, args.batches,
                                             f"nightshift bench exited {done.returncode} without JSON: {tail}")
             continue
-        kernel_rows = nightshift_rows(bench, model, kernel, args.batches)
+        kernel_rows = nightshift_rows(bench, model, spec, args.batches)
         for r in kernel_rows:
             r["ns_copy_gbps"] = bench.get("copy_gb_per_s")
         rows += kernel_rows
@@ -592,7 +603,7 @@ def build_report(args, rows, models, card, torch, timer, copy_gbps, started):
         "warmup": args.warmup,
         "gpu_kept_busy": timer.spin,
         "max_rel_l2": MAX_REL_L2,
-        "kernels": [os.path.relpath(os.path.abspath(k), ROOT) for k in args.kernels],
+        "kernels": args.kernels,
         "seconds": round(time.time() - started, 1),
         "models": [{"model": m, "H": PRESETS[m][0], "I": PRESETS[m][1], "E": PRESETS[m][2], "K": PRESETS[m][3],
                     "activation": PRESETS[m][4]} for m in models],
