@@ -64,6 +64,11 @@ void print_table_row(const std::string& kernel, int batch, const evaluate::Evalu
                e.fraction_of_copy_floor(), e.fraction_of_speed_of_light(), e.comparison.rel_l2, e.model_rel_l2,
                e.registers(),
                e.spill_bytes(), e.timing.method, e.rounds_passed);
+    if (e.timing.throttled()) {
+        fmt::print("  throttled while timed: {} (lowest clocks SM {} MHz, memory {} MHz)\n",
+                   cuda::describe_clock_reasons(e.timing.clock_reasons), e.timing.clock_sm_mhz_min,
+                   e.timing.clock_memory_mhz_min);
+    }
 }
 
 } // namespace

@@ -50,6 +50,7 @@ namespace nightshift::cuda {
     X(cuStreamCreate)               \
     X(cuStreamDestroy)              \
     X(cuStreamSynchronize)          \
+    X(cuStreamQuery)                \
     X(cuEventCreate)                \
     X(cuEventDestroy)               \
     X(cuEventRecord)                \

@@ -18,6 +18,11 @@ json to_json(const timing::Measurement& s) {
               {"q1_us", s.q1_us},         {"q3_us", s.q3_us},   {"cv", s.cv},         {"samples_us", s.samples_us},
               {"method", s.method},       {"event_samples_us", s.event_samples_us}};
     if (!s.cupti_note.empty()) j["cupti_note"] = s.cupti_note;
+    j["clocks"] = {{"sm_mhz_min", s.clock_sm_mhz_min},
+                   {"memory_mhz_min", s.clock_memory_mhz_min},
+                   {"reasons", s.clock_reasons},
+                   {"samples", s.clock_samples}};
+    if (!s.clock_note.empty()) j["clocks"]["note"] = s.clock_note;
     return j;
 }
 
@@ -27,6 +32,14 @@ timing::Measurement measurement_from_json(const json& j) {
     s.method = j.value("method", std::string("events"));
     s.event_samples_us = j.value("event_samples_us", std::vector<double>{});
     s.cupti_note = j.value("cupti_note", std::string());
+    if (j.contains("clocks")) { // absent in records made before clocks were sampled
+        const json& c = j.at("clocks");
+        s.clock_sm_mhz_min = c.value("sm_mhz_min", 0);
+        s.clock_memory_mhz_min = c.value("memory_mhz_min", 0);
+        s.clock_reasons = c.value("reasons", 0ull);
+        s.clock_samples = c.value("samples", 0);
+        s.clock_note = c.value("note", std::string());
+    }
     s.samples_us = j.at("samples_us").get<std::vector<double>>();
     s.median_us = j.at("median_us").get<double>();
     s.min_us = j.at("min_us").get<double>();

@@ -222,6 +222,11 @@ store::ExperimentRecord to_record(const worker::EvaluateReply& reply, std::int64
         r.model_rel_l2 = e.model_rel_l2;
     }
     if (e.status == evaluate::Status::ok) {
+        if (e.timing.clock_samples > 0) {
+            r.timed_sm_clock_mhz = e.timing.clock_sm_mhz_min;
+            r.timed_mem_clock_mhz = e.timing.clock_memory_mhz_min;
+            r.throttle_reasons = static_cast<std::int64_t>(e.timing.clock_reasons);
+        }
         r.median_us = e.timing.median_us;
         r.min_us = e.timing.min_us;
         r.q1_us = e.timing.q1_us;

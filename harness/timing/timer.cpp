@@ -7,9 +7,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <thread>
 
 namespace nightshift::timing {
 namespace {
@@ -29,7 +32,8 @@ std::string bandwidth_cache_key(const cuda::DeviceInfo& info) {
 
 } // namespace
 
-Timer::Timer(const cuda::Device& device, const cuda::Compiler& compiler) : m_device(device) {
+Timer::Timer(const cuda::Device& device, const cuda::Compiler& compiler)
+    : m_device(device), m_clocks(device.info().pci_bus_id) {
     auto path = project_root() / "harness" / "timing" / "timing_kernels.cu";
     cuda::CompileRequest request{.name = path.string(),
                                  .source = read_text_file(path),
@@ -62,6 +66,29 @@ void Timer::flush_l2(CUstream stream) {
                  static_cast<unsigned>(m_device.info().sm_count) * 4, k_read_threads, stream);
 }
 
+bool Measurement::throttled() const { return cuda::throttled(clock_reasons); }
+
+void Timer::wait_sampling_clocks(Measurement& result) {
+    constexpr auto k_interval = std::chrono::microseconds(500);
+    auto take = [&] {
+        auto sample = m_clocks.sample();
+        if (!sample) return;
+        result.clock_sm_mhz_min = result.clock_samples ? std::min(result.clock_sm_mhz_min, sample->sm_mhz) : sample->sm_mhz;
+        result.clock_memory_mhz_min =
+            result.clock_samples ? std::min(result.clock_memory_mhz_min, sample->memory_mhz) : sample->memory_mhz;
+        result.clock_reasons |= sample->reasons;
+        ++result.clock_samples;
+    };
+    take();
+    // Any error but "not ready" ends the polling; synchronize() then reports it.
+    while (cuda::driver().cuStreamQuery(m_stream.get()) == CUDA_ERROR_NOT_READY) {
+        std::this_thread::sleep_for(k_interval);
+        take();
+    }
+    m_stream.synchronize();
+    if (result.clock_samples == 0) result.clock_note = m_clocks.why_unavailable();
+}
+
 Measurement Timer::time(const std::function<void(CUstream)>& work, const TimingOptions& options) {
     return measure(work, options, /*use_cupti=*/true);
 }
@@ -87,6 +114,11 @@ std::pair<Measurement, Measurement> Timer::time_pair(const std::function<void(CU
         m.method = both.method;
         m.event_samples_us = std::move(events);
         m.cupti_note = both.cupti_note;
+        m.clock_sm_mhz_min = both.clock_sm_mhz_min; // the two ran interleaved: the same clocks
+        m.clock_memory_mhz_min = both.clock_memory_mhz_min;
+        m.clock_reasons = both.clock_reasons;
+        m.clock_samples = both.clock_samples;
+        m.clock_note = both.clock_note;
         return m;
     };
     return {split(1), split(0)};
@@ -126,7 +158,7 @@ Measurement Timer::measure(const std::function<void(CUstream)>& work, const Timi
         work(stream);
         stop[static_cast<std::size_t>(i)].record(m_stream);
     }
-    m_stream.synchronize();
+    wait_sampling_clocks(result);
     if (activity) NS_CU(cuCtxSynchronize); // kernels the work forked onto other streams
 
     for (int i = options.warmup; i < total; ++i) {

@@ -11,7 +11,11 @@
 //   - the GPU is kept busy (a spin kernel first, then flushes that take
 //     longer than the host needs to queue the next iteration), so host launch
 //     latency never lands between the events;
-//   - warm-up iterations, then a fixed repetition count; raw samples kept.
+//   - warm-up iterations, then a fixed repetition count; raw samples kept;
+//   - while the iterations run, NVML is read every half millisecond: the
+//     lowest SM and memory clocks seen and the union of the reasons the GPU
+//     gave for holding its clocks down are kept with the timing, so a
+//     throttled measurement is flagged (clocks are only read, never set).
 // Two floors come from the same process: the copy bandwidth (device-to-device
 // copy, bytes read plus written, cached per device) and the measured speed of
 // light, a plain one-pass read of a given number of bytes timed exactly as a
@@ -22,6 +26,7 @@
 #include "harness/cuda/compiler.h"
 #include "harness/cuda/device.h"
 #include "harness/cuda/module.h"
+#include "harness/cuda/nvml.h"
 #include "harness/cuda/stream.h"
 #include "harness/timing/stats.h"
 
@@ -45,6 +50,14 @@ struct Measurement : Stats {
     std::string method;                   // "cupti" or "events"
     std::vector<double> event_samples_us;
     std::string cupti_note;               // why CUPTI was not used, when it was not
+    // Clocks while the iterations ran (NVML): the lowest SM and memory clock
+    // seen, the union of NVML's clock-event reasons, and how many samples
+    // were taken (0: NVML unavailable, clock_note says why).
+    int clock_sm_mhz_min = 0, clock_memory_mhz_min = 0;
+    unsigned long long clock_reasons = 0;
+    int clock_samples = 0;
+    std::string clock_note;
+    bool throttled() const;
 };
 
 struct CopyBandwidth {
@@ -86,8 +99,11 @@ private:
     void enqueue_read(const cuda::Function& function, const cuda::DeviceBuffer& buffer, std::size_t bytes,
                       unsigned blocks, unsigned threads, CUstream stream);
     double measure_copy_bandwidth();
+    // Waits for the stream, reading the clocks into `result` meanwhile.
+    void wait_sampling_clocks(Measurement& result);
 
     const cuda::Device& m_device;
+    cuda::ClockReader m_clocks;
     cuda::Stream m_stream;
     std::unique_ptr<cuda::Module> m_module;
     std::unique_ptr<cuda::Function> m_flush;

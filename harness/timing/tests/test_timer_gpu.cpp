@@ -63,3 +63,25 @@ extern "C" __global__ void wait_ns(unsigned long long ns) {
 
 } // namespace
 } // namespace nightshift::timing
+
+namespace nightshift::timing {
+namespace {
+
+// Every timing carries the clocks NVML saw while it ran: a sample at least
+// before the wait, SM and memory clocks that a running GPU reports (> 0).
+TEST(TimerGpu, TimingsCarryTheClocksTheyRanAt) {
+    NS_REQUIRE_GPU();
+    Timer timer(*testing::gpu_device(), testing::test_compiler());
+    cuda::ClockReader reader(testing::gpu_device()->info().pci_bus_id);
+    if (!reader.sample()) GTEST_SKIP() << "NVML unavailable: " << reader.why_unavailable();
+    Measurement m = timer.time_read(std::size_t{512} << 20, {.warmup = 2, .repetitions = 20});
+    EXPECT_GE(m.clock_samples, 1);
+    EXPECT_GT(m.clock_sm_mhz_min, 100);
+    EXPECT_GT(m.clock_memory_mhz_min, 100);
+    EXPECT_TRUE(m.clock_note.empty()) << m.clock_note;
+    std::printf("read of 512 MiB: %d clock samples, SM >= %d MHz, memory >= %d MHz, reasons '%s'\n", m.clock_samples,
+                m.clock_sm_mhz_min, m.clock_memory_mhz_min, cuda::describe_clock_reasons(m.clock_reasons).c_str());
+}
+
+} // namespace
+} // namespace nightshift::timing
