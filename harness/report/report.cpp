@@ -133,10 +133,19 @@ Peers peers_from_json_text(const std::string& text, const std::string& name) {
     if (!j.contains("rows") || !j["rows"].is_array()) throw InputError(fmt::format("{}: no 'rows' array", name));
     std::size_t index = 0;
     for (const auto& row : j["rows"]) {
+        const std::size_t at = index++;
         auto fail = [&](std::string_view what) {
-            return InputError(fmt::format("{}: rows[{}]: {}", name, index, what));
+            return InputError(fmt::format("{}: rows[{}]: {}", name, at, what));
         };
         if (!row.is_object()) throw fail("not an object");
+        // A peer that was skipped or computed a wrong answer has no time to
+        // draw; nightshift's own rows (impl "nightshift:...") are the store's
+        // business, not a peer's.
+        if (row.contains("status") && row["status"] != "ok") continue;
+        if (row.contains("impl") && row["impl"].is_string() &&
+            row["impl"].get<std::string>().rfind("nightshift:", 0) == 0) {
+            continue;
+        }
         PeerRow p;
         if (!row.contains("model") || !row["model"].is_string()) throw fail("'model' missing or not a string");
         if (!row.contains("impl") || !row["impl"].is_string()) throw fail("'impl' missing or not a string");
@@ -148,7 +157,6 @@ Peers peers_from_json_text(const std::string& text, const std::string& name) {
         p.median_us = row["median_us"].get<double>();
         if (p.batch <= 0 || !(p.median_us > 0)) throw fail("'batch' and 'median_us' must be positive");
         peers.rows.push_back(std::move(p));
-        ++index;
     }
     return peers;
 }

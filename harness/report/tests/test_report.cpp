@@ -101,6 +101,20 @@ TEST_F(Report, UnknownRunAndBadPeersAreInputErrors) {
                  InputError);
 }
 
+// The peer script's skipped and wrong rows have no time, and its nightshift
+// rows are not peers: both are left out, the rest kept.
+TEST(PeersFile, SkipsRowsWithoutATimeAndNightshiftsOwn) {
+    Peers peers = peers_from_json_text(R"({"card": "c", "rows": [
+        {"model": "m", "batch": 1, "impl": "grouped_mm", "median_us": 10.5, "status": "ok"},
+        {"model": "m", "batch": 128, "impl": "gathered_bmm", "median_us": null, "status": "skipped"},
+        {"model": "m", "batch": 2, "impl": "eager_loop", "median_us": 3.0, "status": "wrong"},
+        {"model": "m", "batch": 1, "impl": "nightshift:warp_decode_v2", "median_us": 5.0, "status": "ok"}]})",
+                                       "p.json");
+    ASSERT_EQ(peers.rows.size(), 1u);
+    EXPECT_EQ(peers.rows[0].impl, "grouped_mm");
+    EXPECT_EQ(peers.rows[0].median_us, 10.5);
+}
+
 TEST(KernelFamily, DropsTheVersionSuffix) {
     EXPECT_EQ(kernel_family("kernels_seed/moe_decode/warp_decode_v1.cu"), "warp_decode");
     EXPECT_EQ(kernel_family("k/expert_centric_v12.cu"), "expert_centric");
