@@ -58,6 +58,17 @@ public:
     virtual Tolerance tolerance() const = 0;
     virtual double bytes() const = 0; // the fewest bytes one call must move through DRAM
     virtual double flops() const = 0;
+
+    // Timing rotates over input sets, so that no two consecutive timed calls
+    // read the same inputs at the same addresses or write the same output
+    // buffer. Set 0 is the problem itself; the others hold inputs of the same
+    // shape and distribution drawn from other seeds, each with its own output
+    // (and guard) and reference. select_input_set(s) makes params(),
+    // poison_output(), read_output(), reference(), model_reference() and
+    // output_guard_intact() refer to set s (it may allocate: call it outside
+    // anything timed). bytes() and flops() stay set 0's.
+    virtual int input_sets() const { return 1; }
+    virtual void select_input_set(int set) { (void)set; }
 };
 
 class OpSpec {

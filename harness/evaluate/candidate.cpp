@@ -134,22 +134,42 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
         m_scratch.emplace_back(static_cast<std::size_t>(count) * kernels::scratch_type_bytes(scratch.type));
         scratch_ptrs.push_back(m_scratch.back().ptr());
     }
-    m_params = problem.params(scratch_ptrs);
+    m_params = {problem.params(scratch_ptrs)};
     m_defines = problem.compile_defines();
+}
+
+std::vector<verifier::DevicePtr> Candidate::scratch_pointers() const {
+    std::vector<verifier::DevicePtr> pointers;
+    for (const auto& buffer : m_scratch) pointers.push_back(buffer.ptr());
+    return pointers;
+}
+
+void Candidate::prepare_input_sets(verifier::Problem& problem) {
+    if (problem.compile_defines() != m_defines) {
+        throw InputError("prepare_input_sets: " + problem.label() + " has another shape than the candidate was compiled for");
+    }
+    auto scratch = scratch_pointers();
+    m_params.clear();
+    for (int set = 0; set < problem.input_sets(); ++set) {
+        problem.select_input_set(set);
+        m_params.push_back(problem.params(scratch));
+    }
+    problem.select_input_set(0);
 }
 
 void Candidate::rebind(verifier::Problem& problem) {
     if (problem.compile_defines() != m_defines) {
         throw InputError("rebind: " + problem.label() + " has another shape than the candidate was compiled for");
     }
-    std::vector<verifier::DevicePtr> scratch_ptrs;
-    for (const auto& buffer : m_scratch) scratch_ptrs.push_back(buffer.ptr());
-    m_params = problem.params(scratch_ptrs);
+    m_params = {problem.params(scratch_pointers())};
 }
 
-void Candidate::enqueue(CUstream stream) const {
+void Candidate::enqueue(CUstream stream, int input_set) const {
+    if (input_set < 0 || static_cast<std::size_t>(input_set) >= m_params.size()) {
+        throw Error(fmt::format("enqueue: input set {} is not prepared ({} are)", input_set, m_params.size()));
+    }
     // Every entry takes the params struct by value: one kernel argument.
-    void* arguments[] = {const_cast<unsigned char*>(m_params.data())};
+    void* arguments[] = {const_cast<unsigned char*>(m_params[static_cast<std::size_t>(input_set)].data())};
     for (std::size_t i = 0; i < m_launches.size(); ++i) {
         const ResolvedLaunch& l = m_launches[i];
         cuda::launch(m_functions[i], l.grid, l.block, l.shared_bytes, stream, arguments);

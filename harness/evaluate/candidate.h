@@ -54,7 +54,13 @@ public:
               const verifier::OpSpec& spec, const cuda::Device& device, const cuda::Compiler& compiler,
               const cuda::CompileResult* precompiled = nullptr);
 
-    void enqueue(CUstream stream) const;
+    // One call on input set `input_set` of the bound problem (see
+    // Problem::input_sets); sets other than 0 need prepare_input_sets first.
+    void enqueue(CUstream stream, int input_set = 0) const;
+
+    // Builds the params of every input set of `problem` (the bound one), for
+    // timing that rotates over them. May allocate: call it before timing.
+    void prepare_input_sets(verifier::Problem& problem);
 
     // Points the launches at another problem of the same shape (same compile
     // defines): verification rounds reuse one build on fresh inputs.
@@ -72,7 +78,8 @@ private:
     std::vector<cuda::Function> m_functions;
     std::vector<ResolvedLaunch> m_launches;
     std::vector<cuda::DeviceBuffer> m_scratch;
-    std::vector<unsigned char> m_params;
+    std::vector<std::vector<unsigned char>> m_params; // by input set; [0] always
+    std::vector<verifier::DevicePtr> scratch_pointers() const;
     std::vector<std::string> m_defines; // the shape it was compiled for
 };
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -262,24 +263,48 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
             result.baseline_message = std::string("the baseline does not build here: ") + e.what();
         }
     }
+    // Timed calls rotate over the problem's input sets (other inputs, other
+    // output buffers), every output poisoned first: after timing, each set's
+    // output must be the candidate's latest answer for that set's inputs.
+    const int sets = problem.input_sets();
+    candidate->prepare_input_sets(problem);
+    if (baseline) baseline->prepare_input_sets(problem);
+    for (int set = 0; set < sets; ++set) {
+        problem.select_input_set(set);
+        problem.poison_output(m_timer.stream());
+    }
+    problem.select_input_set(0);
+    m_timer.stream().synchronize();
+    int candidate_calls = 0, baseline_calls = 0;
+    auto timed_candidate = [&](CUstream s) { candidate->enqueue(s, candidate_calls++ % sets); };
     if (baseline) {
+        // B A B A with both on the same set in each pair: the candidate writes every set last.
         auto [candidate_timing, baseline_timing] = m_timer.time_pair(
-            [&](CUstream s) { candidate->enqueue(s); }, [&](CUstream s) { baseline->enqueue(s); }, options.timing);
+            timed_candidate, [&](CUstream s) { baseline->enqueue(s, baseline_calls++ % sets); }, options.timing);
         result.timing = std::move(candidate_timing);
         result.baseline_timing = std::move(baseline_timing);
         const timing::Stats& b = result.baseline_timing;
         result.speedup = b.median_us / result.timing.median_us;
         result.speedup_noise = 2.0 * b.cv * b.mean_us / b.median_us;
     } else {
-        result.timing = m_timer.time([&](CUstream s) { candidate->enqueue(s); }, options.timing);
+        result.timing = m_timer.time(timed_candidate, options.timing);
     }
 
-    // The last timed iteration's output must still be right: a kernel that is
-    // only right on its first call (state, caches) fails here.
-    auto recheck = verifier::compare(problem.read_output(), problem.reference(), problem.tolerance());
-    if (!recheck.passed) return fail(Status::wrong_answer, "after timing: " + recheck.reason);
-    if (!problem.output_guard_intact()) {
-        return fail(Status::wrong_answer, "after timing: wrote past the end of the output");
+    // The last timed iteration on every input set must still be right: a
+    // kernel that is only right on its first call (state, caches, results
+    // kept from the other set's inputs) fails here.
+    for (int set = 0; set < std::min(sets, candidate_calls); ++set) { // sets it was timed on
+        problem.select_input_set(set);
+        auto recheck = verifier::compare(problem.read_output(), problem.reference(), problem.tolerance());
+        const bool guard = problem.output_guard_intact();
+        problem.select_input_set(0);
+        if (!recheck.passed) {
+            return fail(Status::wrong_answer, fmt::format("after timing, input set {}: {}", set, recheck.reason));
+        }
+        if (!guard) {
+            return fail(Status::wrong_answer,
+                        fmt::format("after timing, input set {}: wrote past the end of the output", set));
+        }
     }
     // Faster than the bytes can move: something was not computed, or was
     // computed in an earlier call.

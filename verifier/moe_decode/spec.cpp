@@ -111,23 +111,51 @@ DeviceWeights::DeviceWeights(const Shape& s, unsigned long long seed_, const Dev
 GpuProblem::GpuProblem(const Preset& preset, const Shape& shape, unsigned long long seed, RoutingKind routing_kind,
                        int input_scale_log2, std::shared_ptr<const DeviceWeights> weights,
                        std::shared_ptr<const QuantizedWeights> quantized, const DeviceKernels& kernels)
-    : m_preset(preset), m_shape(shape), m_seed(seed), m_routing(make_routing(shape, seed, routing_kind)),
-      m_weights(std::move(weights)), m_quantized(std::move(quantized)), m_kernels(kernels) {
+    : m_preset(preset), m_shape(shape), m_seed(seed), m_routing_kind(routing_kind),
+      m_input_scale_log2(input_scale_log2), m_weights(std::move(weights)), m_quantized(std::move(quantized)),
+      m_kernels(kernels) {
     if ((shape.format == NS_FMT_BF16) != (m_quantized == nullptr) ||
         (m_quantized && m_quantized->format != shape.format)) {
         throw Error("GpuProblem: quantized weights do not match the shape's format");
     }
+    m_y_bytes = static_cast<std::size_t>(shape.T) * shape.H * 2;
+    m_sets.push_back(make_input_set(seed));
+}
+
+GpuProblem::InputSet GpuProblem::make_input_set(unsigned long long seed) const {
+    InputSet set;
+    set.seed = seed;
+    set.routing = make_routing(m_shape, seed, m_routing_kind);
     cuda::Stream stream;
-    auto x_count = static_cast<unsigned long long>(shape.T) * shape.H;
-    m_x = cuda::DeviceBuffer(x_count * 2);
-    m_kernels.fill_bf16(m_x, x_count, seed, NS_STREAM_X, x_scale_log2() + input_scale_log2, stream);
-    m_ids = cuda::DeviceBuffer(m_routing.ids.size() * sizeof(int32_t));
-    m_ids.upload(m_routing.ids);
-    m_routing_weights = cuda::DeviceBuffer(m_routing.weights.size() * sizeof(float));
-    m_routing_weights.upload(m_routing.weights);
-    m_y_bytes = x_count * 2;
-    m_y = cuda::DeviceBuffer(m_y_bytes + k_guard_bytes);
+    auto x_count = static_cast<unsigned long long>(m_shape.T) * m_shape.H;
+    set.x = cuda::DeviceBuffer(x_count * 2);
+    m_kernels.fill_bf16(set.x, x_count, seed, NS_STREAM_X, x_scale_log2() + m_input_scale_log2, stream);
+    set.ids = cuda::DeviceBuffer(set.routing.ids.size() * sizeof(int32_t));
+    set.ids.upload(set.routing.ids);
+    set.routing_weights = cuda::DeviceBuffer(set.routing.weights.size() * sizeof(float));
+    set.routing_weights.upload(set.routing.weights);
+    set.y = cuda::DeviceBuffer(m_y_bytes + k_guard_bytes);
     stream.synchronize();
+    return set;
+}
+
+void GpuProblem::select_input_set(int set) {
+    if (set < 0 || set >= k_input_sets) throw Error(fmt::format("input set {} of {}", set, k_input_sets));
+    while (static_cast<int>(m_sets.size()) <= set) {
+        // Other activations (another seed), and set 0's routing with every
+        // expert id moved by the same offset: other experts' weights, but the
+        // same number of distinct experts and tokens per expert, so the bytes
+        // a call must move, and with them the floor, are set 0's exactly.
+        const auto index = m_sets.size();
+        InputSet other = make_input_set(ns_rng_u64(m_seed, 0x5e75, index) | 1);
+        other.routing = m_sets.front().routing;
+        const int offset = static_cast<int>(index) * std::max(1, m_shape.E / k_input_sets);
+        for (auto& id : other.routing.ids) id = (id + offset) % m_shape.E;
+        other.ids.upload(other.routing.ids);
+        other.routing_weights.upload(other.routing.weights);
+        m_sets.push_back(std::move(other));
+    }
+    m_active = set;
 }
 
 std::string GpuProblem::label() const {
@@ -161,9 +189,9 @@ MoeDecodeParams GpuProblem::make_params(bool model_weights, const std::vector<De
     p.E = m_shape.E;
     p.K = m_shape.K;
     p.activation = m_shape.activation;
-    p.x = m_x.as<const ns_bf16>();
-    p.topk_ids = m_ids.as<const int>();
-    p.topk_weights = m_routing_weights.as<const float>();
+    p.x = active().x.as<const ns_bf16>();
+    p.topk_ids = active().ids.as<const int>();
+    p.topk_weights = active().routing_weights.as<const float>();
     if (m_quantized && !model_weights) {
         p.format = m_quantized->format;
         p.w_gate = m_quantized->gate.as<const void>();
@@ -178,7 +206,7 @@ MoeDecodeParams GpuProblem::make_params(bool model_weights, const std::vector<De
         p.w_up = m_weights->up.as<const void>();
         p.w_down = m_weights->down.as<const void>();
     }
-    p.y = m_y.as<ns_bf16>();
+    p.y = active().y.as<ns_bf16>();
     for (std::size_t i = 0; i < scratch.size(); ++i) p.scratch[i] = reinterpret_cast<void*>(scratch[i]);
     return p;
 }
@@ -191,34 +219,34 @@ std::vector<unsigned char> GpuProblem::params(const std::vector<DevicePtr>& scra
 }
 
 void GpuProblem::poison_output(const cuda::Stream& stream) {
-    m_y.fill_u16(0xffff, stream.get()); // bf16 NaN everywhere, guard included
-    m_y.fill_bytes(k_guard_byte, stream.get(), m_y_bytes, k_guard_bytes);
+    active().y.fill_u16(0xffff, stream.get()); // bf16 NaN everywhere, guard included
+    active().y.fill_bytes(k_guard_byte, stream.get(), m_y_bytes, k_guard_bytes);
 }
 
 bool GpuProblem::output_guard_intact() const {
     std::vector<unsigned char> all(m_y_bytes + k_guard_bytes);
-    m_y.download(all.data(), all.size());
+    active().y.download(all.data(), all.size());
     return std::all_of(all.begin() + static_cast<std::ptrdiff_t>(m_y_bytes), all.end(),
                        [](unsigned char b) { return b == k_guard_byte; });
 }
 
 std::vector<double> GpuProblem::read_output() const {
     std::vector<std::uint16_t> bits(m_y_bytes / 2);
-    m_y.download(bits.data(), m_y_bytes);
+    active().y.download(bits.data(), m_y_bytes);
     std::vector<double> out(bits.size());
     for (std::size_t i = 0; i < bits.size(); ++i) out[i] = bf16_to_double(bits[i]);
     return out;
 }
 
 const std::vector<double>& GpuProblem::reference() {
-    if (m_reference.empty()) m_reference = run_reference(false);
-    return m_reference;
+    if (active().reference.empty()) active().reference = run_reference(false);
+    return active().reference;
 }
 
 const std::vector<double>& GpuProblem::model_reference() {
     if (!m_quantized) return reference();
-    if (m_model_reference.empty()) m_model_reference = run_reference(true);
-    return m_model_reference;
+    if (active().model_reference.empty()) active().model_reference = run_reference(true);
+    return active().model_reference;
 }
 
 std::vector<double> GpuProblem::run_reference(bool model_weights) const {
@@ -247,7 +275,8 @@ Tolerance GpuProblem::tolerance() const {
 }
 
 int GpuProblem::distinct_experts() const {
-    return static_cast<int>(std::set<int32_t>(m_routing.ids.begin(), m_routing.ids.end()).size());
+    const Routing& routing = m_sets.front().routing;
+    return static_cast<int>(std::set<int32_t>(routing.ids.begin(), routing.ids.end()).size());
 }
 
 double GpuProblem::bytes() const {

@@ -80,11 +80,13 @@ public:
     Tolerance tolerance() const override;
     double bytes() const override;
     double flops() const override;
+    int input_sets() const override { return k_input_sets; }
+    void select_input_set(int set) override;
 
     const Shape& shape() const { return m_shape; }
     const ProblemRequest& request() const override { return m_request; }
     void set_request(const ProblemRequest& request) { m_request = request; }
-    const Routing& routing() const { return m_routing; }
+    const Routing& routing() const { return m_sets.front().routing; } // set 0's
     int distinct_experts() const;
     unsigned long long seed() const { return m_seed; }
 
@@ -93,16 +95,30 @@ private:
     MoeDecodeParams make_params(bool model_weights, const std::vector<DevicePtr>& scratch) const;
     std::vector<double> run_reference(bool model_weights) const;
 
+    // One set of inputs with its own output: x, routing, y (with a guard
+    // region after T*H) and the references for them, computed when first asked.
+    struct InputSet {
+        unsigned long long seed = 0;
+        Routing routing;
+        cuda::DeviceBuffer x, ids, routing_weights, y;
+        std::vector<double> reference, model_reference;
+    };
+    static constexpr int k_input_sets = 2;
+    InputSet make_input_set(unsigned long long seed) const;
+    InputSet& active() { return m_sets[static_cast<std::size_t>(m_active)]; }
+    const InputSet& active() const { return m_sets[static_cast<std::size_t>(m_active)]; }
+
     Preset m_preset;
     Shape m_shape;
     unsigned long long m_seed;
-    Routing m_routing;
+    RoutingKind m_routing_kind;
+    int m_input_scale_log2;
     std::shared_ptr<const DeviceWeights> m_weights;
     std::shared_ptr<const QuantizedWeights> m_quantized;
     const DeviceKernels& m_kernels;
-    cuda::DeviceBuffer m_x, m_ids, m_routing_weights, m_y; // m_y has a guard region after T*H
+    std::vector<InputSet> m_sets; // set 0 from construction, the others when first selected
+    int m_active = 0;
     std::size_t m_y_bytes = 0;
-    std::vector<double> m_reference, m_model_reference;
     ProblemRequest m_request;
 };
 

@@ -78,3 +78,28 @@ TEST(SpecGpu, BytesCountTheDistinctRoutedExperts) {
 
 } // namespace
 } // namespace nightshift::verifier::moe_decode
+
+namespace nightshift::verifier::moe_decode {
+namespace {
+
+// Set 1 holds other inputs of the same shape and distribution, with its own
+// output buffer and reference; selecting set 0 again gives the problem back.
+TEST(SpecGpu, InputSetsHoldOtherInputsAndOutputs) {
+    NS_REQUIRE_GPU();
+    Spec spec(*testing::gpu_device(), testing::test_compiler());
+    auto problem = spec.make_problem({.model = "tiny", .batch = 3, .seed = testing::fresh_seed()});
+    ASSERT_EQ(problem->input_sets(), 2);
+    auto params0 = problem->params({});
+    auto reference0 = problem->reference();
+    problem->select_input_set(1);
+    auto params1 = problem->params({});
+    EXPECT_NE(params0, params1) << "set 1 must point at other buffers";
+    EXPECT_NE(problem->reference(), reference0) << "set 1 must hold other inputs";
+    problem->select_input_set(0);
+    EXPECT_EQ(problem->params({}), params0);
+    EXPECT_EQ(problem->reference(), reference0);
+    EXPECT_THROW(problem->select_input_set(2), Error);
+}
+
+} // namespace
+} // namespace nightshift::verifier::moe_decode
