@@ -73,8 +73,9 @@ GpuEvaluator::GpuEvaluator(const std::vector<int>& gpus, std::chrono::millisecon
     }
 }
 
-worker::WorkerReply GpuEvaluator::ask(Gpu& gpu, const json& message, std::chrono::milliseconds limit) {
+worker::WorkerReply GpuEvaluator::ask(Gpu& gpu, const json& message, std::chrono::milliseconds limit, bool fresh) {
     std::lock_guard<FairLock> guard(gpu.lock);
+    if (fresh && gpu.process->running()) gpu.process->stop();
     return gpu.process->request(message, limit);
 }
 
@@ -105,7 +106,7 @@ int GpuEvaluator::restarts() const {
 
 worker::EvaluateReply GpuEvaluator::evaluate(const worker::EvaluateRequest& request, int loop_index) {
     Gpu& gpu = *m_gpus[static_cast<std::size_t>(loop_index) % m_gpus.size()];
-    worker::WorkerReply reply = ask(gpu, worker::to_json(request), m_limit);
+    worker::WorkerReply reply = ask(gpu, worker::to_json(request), m_limit, request.fresh_worker);
     worker::EvaluateReply result;
     if (reply.kind == worker::WorkerReply::Kind::timeout) {
         result = failed_reply(request, evaluate::Status::timeout, reply.message);
@@ -124,7 +125,9 @@ worker::EvaluateReply GpuEvaluator::evaluate(const worker::EvaluateRequest& requ
 }
 
 void GpuEvaluator::record(const worker::EvaluateRequest& request, const worker::EvaluateReply& reply) {
-    if (m_record_path.empty()) return;
+    // A re-measurement has the same key as the first measurement: the
+    // recording keeps the first, which is what a replayed run asks for.
+    if (m_record_path.empty() || request.fresh_worker) return;
     std::lock_guard<std::mutex> guard(m_record_mutex);
     json line = {{"key", replay_key(request)}, {"reply", worker::to_json(reply)}};
     if (m_hello) line["device"] = *m_hello;

@@ -39,6 +39,9 @@ public:
     // Never throws for a bad candidate: hangs become Status::timeout,
     // crashed workers Status::crashed.
     virtual worker::EvaluateReply evaluate(const worker::EvaluateRequest& request, int loop_index) = 0;
+    // True when a request can be measured anew (request.fresh_worker): not
+    // for recorded measurements, which hold one measurement per candidate.
+    virtual bool can_remeasure() const { return false; }
 };
 
 // A lock that serves waiters in arrival order, so no loop starves another
@@ -62,6 +65,7 @@ public:
     std::string arch() const override;
     DeviceDescription describe() override;
     worker::EvaluateReply evaluate(const worker::EvaluateRequest& request, int loop_index) override;
+    bool can_remeasure() const override { return true; }
     int restarts() const;
 
 private:
@@ -70,7 +74,10 @@ private:
         std::unique_ptr<worker::WorkerProcess> process;
         FairLock lock;
     };
-    worker::WorkerReply ask(Gpu& gpu, const nlohmann::json& message, std::chrono::milliseconds limit);
+    // One request to the GPU's worker; with `fresh`, the running worker is
+    // stopped first, so a new process answers.
+    worker::WorkerReply ask(Gpu& gpu, const nlohmann::json& message, std::chrono::milliseconds limit,
+                            bool fresh = false);
     void record(const worker::EvaluateRequest& request, const worker::EvaluateReply& reply);
 
     std::vector<std::unique_ptr<Gpu>> m_gpus;

@@ -35,6 +35,9 @@ struct EvaluateRequest {
     timing::TimingOptions timing;
     bool time_speed_of_light = true;
     double max_error_vs_seed = 2.5; // the plan's accuracy policy
+    // The evaluator's side only, never sent: measure in a newly started worker
+    // process (a winner re-timed away from anything the old one held).
+    bool fresh_worker = false;
 };
 
 struct EvaluateReply {
