@@ -454,47 +454,18 @@ private:
                 m_shared.give_back();
                 break; // the claim stays unfinished; --resume releases it
             }
-            worker::EvaluateRequest request;
-            request.id = m_shared.next_request.fetch_add(1);
-            request.candidate = compile(kernel, proposal->knobs, shape);
-            if (kernel.id != m_baseline.id) {
-                if (!baseline_compiled) baseline_compiled = compile(m_baseline, m_baseline.file.default_knobs(), shape);
-                if (baseline_compiled->compiled.ok) request.baseline = *baseline_compiled;
-            }
-            request.problem = {.model = key.model, .batch = key.batch, .format = key.format, .seed = m_shared.seed,
-                               .distribution = key.distribution};
-            request.timing = {.warmup = plan.warmup, .repetitions = proposal->repetitions};
-            request.max_error_vs_seed = plan.max_error_vs_seed;
-
-            worker::EvaluateReply reply;
-            if (!request.candidate.compiled.ok) {
-                reply.evaluation.status = evaluate::Status::compile_error;
-                reply.evaluation.message = kernel.reference + " does not compile";
-                reply.evaluation.log = request.candidate.compiled.log;
-                reply.evaluation.knobs = proposal->knobs;
-            } else {
-                reply = m_shared.evaluator.evaluate(request, m_index);
+            if (kernel.id != m_baseline.id && !baseline_compiled) {
+                baseline_compiled = compile(m_baseline, m_baseline.file.default_knobs(), shape);
             }
             store::ExperimentRecord record =
-                to_record(reply, m_shared.run_id, m_id, problem_id, kernel, claim, request.candidate.compiled,
-                          hypothesis ? *hypothesis : direction.hypothesis, m_shared.seed, proposal->repetitions,
-                          m_device,
-                          m_shared.evaluator.name());
-            if (request.baseline) {
-                record.baseline_kernel_id = m_baseline.id;
-                record.baseline_knobs_json = json(request.baseline->knobs).dump();
-            }
-            record.warmup = plan.warmup;
-            record.max_error_vs_seed = plan.max_error_vs_seed;
-            record.id = m_store.add_experiment(record);
+                measure(kernel, proposal->knobs, proposal->repetitions, key, problem_id, shape, claim,
+                        kernel.id != m_baseline.id ? baseline_compiled : std::nullopt,
+                        hypothesis ? *hypothesis : direction.hypothesis, /*fresh_worker=*/false);
             ++measured;
             if (record.fraction_of_floor && *record.fraction_of_floor > m_best_fraction) {
                 m_best_fraction = *record.fraction_of_floor;
                 m_best_id = record.id;
             }
-            m_shared.experiments.fetch_add(1);
-            if (record.status != evaluate::Status::ok) m_shared.failures.fetch_add(1);
-            m_shared.progress.experiment(key, record, kernel.reference);
             if (record.fraction_of_floor && *record.fraction_of_floor >= plan.stop_fraction_of_floor) {
                 m_shared.mark_problem_done(problem_id);
                 m_store.add_finding(m_shared.run_id, m_id, problem_id, "stop_rule",
@@ -515,6 +486,50 @@ private:
             write_findings(m_store, m_shared.run_id, m_id, problem_id, key, kernel.id, kernel.reference,
                            m_shared.evaluator.name());
         }
+    }
+
+    // One claimed candidate measured and stored: built for the problem's
+    // shape, evaluated beside the baseline (when given and it compiles) or
+    // recorded as a compile error, its row added to the store and counted.
+    store::ExperimentRecord measure(const LoadedKernel& kernel, const kernels::Symbols& knobs, int repetitions,
+                                    const store::ProblemKey& key, std::int64_t problem_id, const md::Shape& shape,
+                                    const std::string& claim,
+                                    const std::optional<worker::CompiledKernel>& baseline_compiled,
+                                    const std::string& hypothesis, bool fresh_worker) {
+        const Plan& plan = m_shared.plan;
+        worker::EvaluateRequest request;
+        request.id = m_shared.next_request.fetch_add(1);
+        request.candidate = compile(kernel, knobs, shape);
+        if (baseline_compiled && baseline_compiled->compiled.ok) request.baseline = *baseline_compiled;
+        request.problem = {.model = key.model, .batch = key.batch, .format = key.format, .seed = m_shared.seed,
+                           .distribution = key.distribution};
+        request.timing = {.warmup = plan.warmup, .repetitions = repetitions};
+        request.max_error_vs_seed = plan.max_error_vs_seed;
+        request.fresh_worker = fresh_worker;
+
+        worker::EvaluateReply reply;
+        if (!request.candidate.compiled.ok) {
+            reply.evaluation.status = evaluate::Status::compile_error;
+            reply.evaluation.message = kernel.reference + " does not compile";
+            reply.evaluation.log = request.candidate.compiled.log;
+            reply.evaluation.knobs = knobs;
+        } else {
+            reply = m_shared.evaluator.evaluate(request, m_index);
+        }
+        store::ExperimentRecord record =
+            to_record(reply, m_shared.run_id, m_id, problem_id, kernel, claim, request.candidate.compiled, hypothesis,
+                      m_shared.seed, repetitions, m_device, m_shared.evaluator.name());
+        if (request.baseline) {
+            record.baseline_kernel_id = m_baseline.id;
+            record.baseline_knobs_json = json(request.baseline->knobs).dump();
+        }
+        record.warmup = plan.warmup;
+        record.max_error_vs_seed = plan.max_error_vs_seed;
+        record.id = m_store.add_experiment(record);
+        m_shared.experiments.fetch_add(1);
+        if (record.status != evaluate::Status::ok) m_shared.failures.fetch_add(1);
+        m_shared.progress.experiment(key, record, kernel.reference);
+        return record;
     }
 
     // The fastest verified point of `kernel` on this problem in this run,
@@ -539,30 +554,10 @@ private:
         if (!m_store.try_claim(claim, problem_id, m_id, m_shared.run_id)) return;
         const auto knobs = json::parse(winner->knobs_json).get<kernels::Symbols>();
         const int repetitions = winner->repetitions.value_or(m_shared.plan.repetitions);
-        worker::EvaluateRequest request;
-        request.id = m_shared.next_request.fetch_add(1);
-        request.candidate = compile(kernel, knobs, shape);
-        if (baseline_compiled && baseline_compiled->compiled.ok) request.baseline = *baseline_compiled;
-        request.problem = {.model = key.model, .batch = key.batch, .format = key.format, .seed = m_shared.seed,
-                           .distribution = key.distribution};
-        request.timing = {.warmup = m_shared.plan.warmup, .repetitions = repetitions};
-        request.max_error_vs_seed = m_shared.plan.max_error_vs_seed;
-        request.fresh_worker = true;
-        worker::EvaluateReply reply = m_shared.evaluator.evaluate(request, m_index);
         store::ExperimentRecord record =
-            to_record(reply, m_shared.run_id, m_id, problem_id, kernel, claim, request.candidate.compiled,
-                      fmt::format("re-timed in a fresh worker: the winner, experiment {}", winner->id),
-                      m_shared.seed, repetitions, m_device, m_shared.evaluator.name());
-        if (request.baseline) {
-            record.baseline_kernel_id = m_baseline.id;
-            record.baseline_knobs_json = json(request.baseline->knobs).dump();
-        }
-        record.warmup = m_shared.plan.warmup;
-        record.max_error_vs_seed = m_shared.plan.max_error_vs_seed;
-        record.id = m_store.add_experiment(record);
-        m_shared.experiments.fetch_add(1);
-        if (record.status != evaluate::Status::ok) m_shared.failures.fetch_add(1);
-        m_shared.progress.experiment(key, record, kernel.reference);
+            measure(kernel, knobs, repetitions, key, problem_id, shape, claim, baseline_compiled,
+                    fmt::format("re-timed in a fresh worker: the winner, experiment {}", winner->id),
+                    /*fresh_worker=*/true);
         std::string text;
         if (record.status == evaluate::Status::ok && record.median_us) {
             const double drift = *record.median_us / *winner->median_us - 1.0;
