@@ -45,6 +45,12 @@ public:
     // The params struct every entry of a candidate receives, as bytes, with
     // the candidate's scratch buffers in declaration order.
     virtual std::vector<unsigned char> params(const std::vector<DevicePtr>& scratch) const = 0;
+    // params() with only the weights bound, for a candidate's @prepack
+    // launches: activations, routing, output and non-packed scratch are null,
+    // so a prepack cannot compute anything from the inputs. Shapes, the weight
+    // format, the weights and their scales are as in params(). `scratch` holds
+    // the packed buffers' pointers and 0 for every plain @scratch slot.
+    virtual std::vector<unsigned char> weight_params(const std::vector<DevicePtr>& scratch) const = 0;
     virtual void poison_output(const cuda::Stream& stream) = 0; // NaN everywhere
     virtual std::vector<double> read_output() const = 0;
     virtual const std::vector<double>& reference() = 0;     // computed once, float64
@@ -66,7 +72,8 @@ public:
     // (and guard) and reference. select_input_set(s) makes params(),
     // poison_output(), read_output(), reference(), model_reference() and
     // output_guard_intact() refer to set s (it may allocate: call it outside
-    // anything timed). bytes() and flops() stay set 0's.
+    // anything timed). bytes() and flops() stay set 0's. Every set shares
+    // the problem's weights: weight_params() is the same for all of them.
     virtual int input_sets() const { return 1; }
     virtual void select_input_set(int set) { (void)set; }
 };

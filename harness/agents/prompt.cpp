@@ -42,7 +42,11 @@ const char* k_rules = R"(Rules for a kernel file (the harness rejects a file tha
     // @tune NAME V1 V2 ...            a knob and its integer values; the first is the default. The tuner sweeps them.
     // @constrain EXPR                 a condition every configuration must meet (knobs and T H I E K)
     // @scratch NAME TYPE COUNT        a device buffer the harness allocates (f32 f64 bf16 i32 u32 u8), params.scratch[i] in order
+    // @packed NAME TYPE COUNT         weights in the file's own layout: a buffer like @scratch (shares params.scratch[]
+                                     in declaration order), written by the @prepack launches, poisoned (0xFF) before them
     // @launch ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES]   one launch, in order, on one stream
+    // @prepack ENTRY grid=(...) block=(...) [smem=...]   fills the @packed buffers, once per set of weights, untimed;
+                                     its params hold only shapes, format, weights, scales and packed buffers (the rest null)
     // @parent FILE                    the file this one was derived from
   Expressions are integer arithmetic over T H I E K and the knobs: + - * / % ( ) cdiv(a,b) min(a,b) max(a,b) comparisons && || !.
 - Every output element must be written by every call; results must be bitwise reproducible run to run unless the file

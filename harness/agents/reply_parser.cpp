@@ -203,8 +203,9 @@ Outcome<KernelProposal> parse_reply(std::string_view text, std::string_view op,
                            fmt::format("line {}: host code is not allowed in a kernel file: {} ('{}')",
                                        line_at(code, static_cast<std::size_t>(m.position(0))), what, m.str(0)));
     }
-    // Annotations: they must parse, name the op, declare launches whose
-    // entries the file defines, and use only shape symbols and knobs.
+    // Annotations: they must parse, name the op, declare launches (and
+    // prepacks) whose entries the file defines, and use only shape symbols
+    // and knobs.
     try {
         kernels::KernelFile file = kernels::parse_kernel_file("reply.cu", proposal.source);
         if (file.op != op)
@@ -213,12 +214,15 @@ Outcome<KernelProposal> parse_reply(std::string_view text, std::string_view op,
         if (file.launches.empty())
             return failure(FailureKind::rejected_reply, "the kernel file has no @launch annotation");
         file.check_symbols(shape_symbols);
-        for (const auto& launch : file.launches) {
-            std::regex entry_re("extern\\s+\"C\"[^;{]*__global__[^;{]*?\\b" + launch.entry + "\\s*\\(");
-            if (!std::regex_search(proposal.source, entry_re))
-                return failure(FailureKind::rejected_reply,
-                               fmt::format("line {}: @launch {} names no extern \"C\" __global__ function of the file",
-                                           launch.line, launch.entry));
+        for (const auto* launches : {&file.launches, &file.prepacks}) {
+            for (const auto& launch : *launches) {
+                std::regex entry_re("extern\\s+\"C\"[^;{]*__global__[^;{]*?\\b" + launch.entry + "\\s*\\(");
+                if (!std::regex_search(proposal.source, entry_re))
+                    return failure(FailureKind::rejected_reply,
+                                   fmt::format("line {}: @{} {} names no extern \"C\" __global__ function of the file",
+                                               launch.line, launches == &file.launches ? "launch" : "prepack",
+                                               launch.entry));
+            }
         }
     } catch (const InputError& e) {
         return failure(FailureKind::rejected_reply, fmt::format("annotations: {}", e.what()));

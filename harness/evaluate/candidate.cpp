@@ -1,6 +1,7 @@
 #include "harness/evaluate/candidate.h"
 
 #include "harness/cuda/driver_api.h"
+#include "harness/cuda/stream.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -83,8 +84,10 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
         throw CandidateError(Status::launch_error, fmt::format("{}: cubin does not load: {}", file.path, e.what()));
     }
 
+    // @launch and @prepack entries pass the same checks.
     const auto& info = device.info();
-    for (const auto& launch : file.launches) {
+    auto resolve = [&](const kernels::Launch& launch, const char* kind, std::vector<cuda::Function>& functions,
+                       std::vector<ResolvedLaunch>& resolved_launches) {
         ResolvedLaunch resolved{.entry = launch.entry,
                                 .grid = resolve_dims(launch.grid, symbols, launch, "grid", file.path),
                                 .block = resolve_dims(launch.block, symbols, launch, "block", file.path),
@@ -92,7 +95,7 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
                                 .line = launch.line};
         long long smem = launch.smem_bytes.evaluate(symbols);
         auto fail = [&](const std::string& why) {
-            throw CandidateError(Status::rejected, fmt::format("{}:{}: launch of '{}' {}", file.path, launch.line,
+            throw CandidateError(Status::rejected, fmt::format("{}:{}: {} of '{}' {}", file.path, launch.line, kind,
                                                                launch.entry, why));
         };
         if (smem < 0) fail(fmt::format("asks for {} bytes of shared memory", smem));
@@ -120,22 +123,26 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
                              info.max_shared_per_block_optin));
         }
         if (resolved.shared_bytes > k_default_shared_limit) function->allow_dynamic_shared(static_cast<int>(smem));
-        m_functions.push_back(*function);
-        m_launches.push_back(resolved);
-    }
+        functions.push_back(*function);
+        resolved_launches.push_back(resolved);
+    };
+    for (const auto& launch : file.launches) resolve(launch, "launch", m_functions, m_launches);
+    for (const auto& launch : file.prepacks) resolve(launch, "prepack", m_prepack_functions, m_prepacks);
 
-    std::vector<verifier::DevicePtr> scratch_ptrs;
     for (const auto& scratch : file.scratch) {
         long long count = scratch.count.evaluate(symbols);
         if (count < 0) {
-            throw CandidateError(Status::rejected, fmt::format("{}:{}: @scratch {} has {} elements", file.path,
-                                                               scratch.line, scratch.name, count));
+            throw CandidateError(Status::rejected, fmt::format("{}:{}: @{} {} has {} elements", file.path,
+                                                               scratch.line, scratch.packed ? "packed" : "scratch",
+                                                               scratch.name, count));
         }
         m_scratch.emplace_back(static_cast<std::size_t>(count) * kernels::scratch_type_bytes(scratch.type));
-        scratch_ptrs.push_back(m_scratch.back().ptr());
+        m_packed.push_back(scratch.packed);
     }
-    m_params = {problem.params(scratch_ptrs)};
+    m_path = file.path;
+    m_params = {problem.params(scratch_pointers())};
     m_defines = problem.compile_defines();
+    prepack(problem);
 }
 
 std::vector<verifier::DevicePtr> Candidate::scratch_pointers() const {
@@ -144,17 +151,62 @@ std::vector<verifier::DevicePtr> Candidate::scratch_pointers() const {
     return pointers;
 }
 
+std::vector<verifier::DevicePtr> Candidate::packed_pointers() const {
+    std::vector<verifier::DevicePtr> pointers;
+    for (std::size_t i = 0; i < m_scratch.size(); ++i) pointers.push_back(m_packed[i] ? m_scratch[i].ptr() : 0);
+    return pointers;
+}
+
+void Candidate::prepack(const verifier::Problem& problem) {
+    if (m_prepacks.empty()) return;
+    cuda::Stream stream;
+    // Poisoned first: a layout the prepack leaves partly unwritten reads as
+    // NaN, not as zeros or as the previous binding's weights.
+    for (std::size_t i = 0; i < m_scratch.size(); ++i) {
+        if (m_packed[i]) m_scratch[i].fill_bytes(0xFF, stream.get());
+    }
+    std::vector<unsigned char> params = problem.weight_params(packed_pointers());
+    void* arguments[] = {params.data()};
+    for (std::size_t i = 0; i < m_prepacks.size(); ++i) {
+        const ResolvedLaunch& l = m_prepacks[i];
+        try {
+            cuda::launch(m_prepack_functions[i], l.grid, l.block, l.shared_bytes, stream.get(), arguments);
+        } catch (const cuda::DriverError& e) {
+            // The codes evaluate() reads as a refused launch; anything else is
+            // the context's trouble and escapes.
+            if (e.code() != CUDA_ERROR_INVALID_VALUE && e.code() != CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) throw;
+            throw CandidateError(Status::launch_error, fmt::format("{}:{}: prepack '{}' was refused by the driver: {}",
+                                                                   m_path, l.line, l.entry, e.what()));
+        }
+    }
+    stream.synchronize();
+}
+
 void Candidate::prepare_input_sets(verifier::Problem& problem) {
     if (problem.compile_defines() != m_defines) {
         throw InputError("prepare_input_sets: " + problem.label() + " has another shape than the candidate was compiled for");
     }
+    // One prepack serves every set: they share the problem's weights. Their
+    // weight-only params must then be byte for byte the same.
     auto scratch = scratch_pointers();
+    const auto packed = packed_pointers();
     m_params.clear();
+    std::vector<unsigned char> weights;
     for (int set = 0; set < problem.input_sets(); ++set) {
         problem.select_input_set(set);
         m_params.push_back(problem.params(scratch));
+        if (m_prepacks.empty()) continue;
+        if (set == 0) {
+            weights = problem.weight_params(packed);
+        } else if (problem.weight_params(packed) != weights) {
+            problem.select_input_set(0);
+            throw Error(fmt::format("prepare_input_sets: input set {} of {} has other weights than set 0; one "
+                                    "prepack cannot serve both",
+                                    set, problem.label()));
+        }
     }
     problem.select_input_set(0);
+    prepack(problem);
 }
 
 void Candidate::rebind(verifier::Problem& problem) {
@@ -162,6 +214,7 @@ void Candidate::rebind(verifier::Problem& problem) {
         throw InputError("rebind: " + problem.label() + " has another shape than the candidate was compiled for");
     }
     m_params = {problem.params(scratch_pointers())};
+    prepack(problem);
 }
 
 void Candidate::enqueue(CUstream stream, int input_set) const {

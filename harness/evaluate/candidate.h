@@ -2,6 +2,12 @@
 // loaded, its launches resolved to numbers and checked against the device's
 // limits, its scratch allocated. enqueue() issues one call (every @launch, in
 // order, on one stream) and allocates nothing.
+//
+// A file with @packed buffers keeps weights in its own layout there. Whenever
+// the candidate is bound to weights (construction, rebind, prepare_input_sets)
+// it poisons every packed buffer (0xFF bytes: NaN in bf16 and f32), runs the
+// @prepack launches on Problem::weight_params (no inputs, no output) and waits
+// for them: never inside a timed call.
 #pragma once
 
 #include "harness/cuda/buffer.h"
@@ -59,27 +65,40 @@ public:
     void enqueue(CUstream stream, int input_set = 0) const;
 
     // Builds the params of every input set of `problem` (the bound one), for
-    // timing that rotates over them. May allocate: call it before timing.
+    // timing that rotates over them, and prepacks once: the sets share the
+    // problem's weights (checked). May allocate: call it before timing.
     void prepare_input_sets(verifier::Problem& problem);
 
     // Points the launches at another problem of the same shape (same compile
-    // defines): verification rounds reuse one build on fresh inputs.
-    // InputError when the shape differs.
+    // defines) and prepacks its weights: verification rounds reuse one build
+    // on fresh inputs. InputError when the shape differs.
     void rebind(verifier::Problem& problem);
 
     const kernels::Symbols& knobs() const { return m_knobs; }
     const cuda::CompileResult& compiled() const { return m_compiled; }
     const std::vector<ResolvedLaunch>& launches() const { return m_launches; }
+    const std::vector<ResolvedLaunch>& prepacks() const { return m_prepacks; }
 
 private:
+    // Poisons the packed buffers and runs the prepacks on `problem`'s
+    // weights, then synchronizes. A launch the driver refuses is a
+    // CandidateError (launch_error); a fault inside a prepack escapes as the
+    // DriverError that synchronizing reports, like one in a timed call.
+    void prepack(const verifier::Problem& problem);
+    std::vector<verifier::DevicePtr> scratch_pointers() const;
+    std::vector<verifier::DevicePtr> packed_pointers() const; // 0 for plain @scratch slots
+
+    std::string m_path; // of the kernel file, for messages
     kernels::Symbols m_knobs;
     cuda::CompileResult m_compiled;
     std::unique_ptr<cuda::Module> m_module;
     std::vector<cuda::Function> m_functions;
     std::vector<ResolvedLaunch> m_launches;
+    std::vector<cuda::Function> m_prepack_functions;
+    std::vector<ResolvedLaunch> m_prepacks;
     std::vector<cuda::DeviceBuffer> m_scratch;
+    std::vector<bool> m_packed; // by scratch slot
     std::vector<std::vector<unsigned char>> m_params; // by input set; [0] always
-    std::vector<verifier::DevicePtr> scratch_pointers() const;
     std::vector<std::string> m_defines; // the shape it was compiled for
 };
 

@@ -107,7 +107,9 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
     }
 
     // A launch the driver refuses is the candidate's fault; a fault inside
-    // the kernel kills the context and escapes to the caller.
+    // the kernel kills the context and escapes to the caller. Prepacks run
+    // wherever a candidate is bound to weights (construction, rebind,
+    // prepare_input_sets) and fail the same way.
     auto guarded = [&](auto&& body) -> std::optional<Evaluation> {
         try {
             body();
@@ -211,7 +213,8 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
             }
             ++result.rounds_passed;
         }
-        candidate->rebind(problem);
+        // Back on the timed problem's weights (a prepack runs again).
+        if (auto failed = guarded([&] { candidate->rebind(problem); })) return *failed;
         if (pooled.elements >= k_min_pooled_elements && pooled.ref2 > 0) {
             double candidate_rel = std::sqrt(pooled.candidate_err2 / pooled.ref2);
             double seed_rel = std::sqrt(pooled.seed_err2 / pooled.ref2);
@@ -267,7 +270,8 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
     // output buffers), every output poisoned first: after timing, each set's
     // output must be the candidate's latest answer for that set's inputs.
     const int sets = problem.input_sets();
-    candidate->prepare_input_sets(problem);
+    // Binding runs the candidate's prepacks: here, before anything is timed.
+    if (auto failed = guarded([&] { candidate->prepare_input_sets(problem); })) return *failed;
     if (baseline) baseline->prepare_input_sets(problem);
     for (int set = 0; set < sets; ++set) {
         problem.select_input_set(set);

@@ -89,6 +89,12 @@ struct Built {
 
 Built build(const Variant& v, const std::string& model) {
     Built b{kernels::parse_kernel_file(v.kernel_path, v.kernel_source), md::make_shape(md::find_preset(model), v.batch), {}, {}, 0};
+    // The export launches @launch entries on the caller's weights as they
+    // are; a kernel that needs its own weight layout would read garbage.
+    if (!b.file.prepacks.empty())
+        throw InputError(fmt::format("export --best: {} keeps its weights in @packed buffers, and an export does not "
+                                     "run @prepack launches",
+                                     v.kernel_path));
     b.symbols = md::shape_symbols(b.shape);
     kernels::Symbols knobs = b.file.resolve_knobs(v.knobs);
     b.symbols.insert(knobs.begin(), knobs.end());

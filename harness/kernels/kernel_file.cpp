@@ -128,6 +128,16 @@ public:
         }
         if (m_op_line == 0) throw InputError(fmt::format("{}: missing @op", m_file.path));
         if (m_file.launches.empty()) throw InputError(fmt::format("{}: no @launch", m_file.path));
+        // A packed layout nobody writes, or a prepack with nothing to write,
+        // is a mistake in the file, not something to skip.
+        const auto packed = std::find_if(m_file.scratch.begin(), m_file.scratch.end(),
+                                         [](const Scratch& s) { return s.packed; });
+        if (packed != m_file.scratch.end() && m_file.prepacks.empty())
+            throw InputError(fmt::format("{}:{}: @packed {} but no @prepack writes it", m_file.path, packed->line,
+                                         packed->name));
+        if (packed == m_file.scratch.end() && !m_file.prepacks.empty())
+            throw InputError(fmt::format("{}:{}: @prepack {} but no @packed buffer for it to write", m_file.path,
+                                         m_file.prepacks.front().line, m_file.prepacks.front().entry));
         return std::move(m_file);
     }
 
@@ -167,8 +177,10 @@ private:
         else if (key == "formats") parse_formats(args);
         else if (key == "tune") parse_tune(args);
         else if (key == "constrain") parse_constrain(args);
-        else if (key == "scratch") parse_scratch(args);
-        else if (key == "launch") parse_launch(args);
+        else if (key == "scratch") parse_scratch(args, false);
+        else if (key == "packed") parse_scratch(args, true);
+        else if (key == "launch") m_file.launches.push_back(parse_launch(args, "launch"));
+        else if (key == "prepack") m_file.prepacks.push_back(parse_launch(args, "prepack"));
         else if (key == "parent") parse_parent(args);
         else if (key == "nondeterministic") parse_nondeterministic(args);
         else fail(fmt::format("unknown annotation @{}", key));
@@ -228,34 +240,41 @@ private:
         m_file.constraints.push_back({expression(args), m_line});
     }
 
-    void parse_scratch(std::string_view args) {
+    // @scratch and @packed: one namespace, one numbering, one limit.
+    void parse_scratch(std::string_view args, bool packed) {
+        const std::string_view kind = packed ? "packed" : "scratch";
         std::string_view rest = args;
         const std::string_view name = next_word(rest);
         const std::string_view type_name = next_word(rest);
         const std::string_view count = trim(rest);
-        if (count.empty()) fail("@scratch expects NAME TYPE COUNT");
-        if (!is_identifier(name)) fail(fmt::format("scratch name '{}' is not an identifier", name));
+        if (count.empty()) fail(fmt::format("@{} expects NAME TYPE COUNT", kind));
+        if (!is_identifier(name)) fail(fmt::format("{} name '{}' is not an identifier", kind, name));
         for (const Scratch& s : m_file.scratch) {
-            if (s.name == name) fail(fmt::format("scratch '{}' already declared at line {}", name, s.line));
+            if (s.name == name)
+                fail(fmt::format("{} '{}' already declared at line {}", s.packed ? "packed" : "scratch", name, s.line));
         }
+        if (m_file.scratch.size() == k_max_scratch)
+            fail(fmt::format("more than {} @scratch and @packed buffers (params.scratch[] has {} slots)",
+                             k_max_scratch, k_max_scratch));
         const auto info = std::find_if(k_scratch_types.begin(), k_scratch_types.end(),
                                        [&](const ScratchTypeInfo& t) { return t.name == type_name; });
         if (info == k_scratch_types.end()) {
             std::vector<std::string_view> known;
             for (const ScratchTypeInfo& t : k_scratch_types) known.push_back(t.name);
-            fail(fmt::format("unknown scratch type '{}' (known: {})", type_name, join(known)));
+            fail(fmt::format("unknown {} type '{}' (known: {})", kind, type_name, join(known)));
         }
-        m_file.scratch.push_back({std::string(name), info->type, expression(count), m_line});
+        m_file.scratch.push_back({std::string(name), info->type, expression(count), m_line, packed});
     }
 
-    void parse_launch(std::string_view args) {
+    // @launch and @prepack (`key_name`): the same grammar.
+    Launch parse_launch(std::string_view args, std::string_view key_name) {
         std::string_view rest = args;
         Launch launch;
         launch.line = m_line;
         launch.entry = next_word(rest);
         if (launch.entry.empty() || launch_key_at(launch.entry, 0))
-            fail("@launch expects ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES]");
-        if (!is_identifier(launch.entry)) fail(fmt::format("launch entry '{}' is not an identifier", launch.entry));
+            fail(fmt::format("@{} expects ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES]", key_name));
+        if (!is_identifier(launch.entry)) fail(fmt::format("{} entry '{}' is not an identifier", key_name, launch.entry));
 
         bool has_grid = false, has_block = false, has_smem = false;
         std::size_t pos = 0;
@@ -271,20 +290,20 @@ private:
             const std::string_view key = rest.substr(key_start, pos - key_start);
             skip_spaces();
             if (key.empty() || pos == rest.size() || rest[pos] != '=')
-                fail(fmt::format("@launch {}: expected grid=, block= or smem= at '{}'", launch.entry,
+                fail(fmt::format("@{} {}: expected grid=, block= or smem= at '{}'", key_name, launch.entry,
                                  rest.substr(key_start)));
             ++pos;
             skip_spaces();
             const auto once = [&](bool& seen) {
-                if (seen) fail(fmt::format("@launch {}: {}= given twice", launch.entry, key));
+                if (seen) fail(fmt::format("@{} {}: {}= given twice", key_name, launch.entry, key));
                 seen = true;
             };
             if (key == "grid") {
                 once(has_grid);
-                launch.grid = dims(launch.entry, key, rest, pos);
+                launch.grid = dims(key_name, launch.entry, key, rest, pos);
             } else if (key == "block") {
                 once(has_block);
-                launch.block = dims(launch.entry, key, rest, pos);
+                launch.block = dims(key_name, launch.entry, key, rest, pos);
             } else if (key == "smem") {
                 once(has_smem);
                 // smem's expression is not parenthesized and may contain spaces:
@@ -297,41 +316,41 @@ private:
                     else if (depth == 0 && is_space(rest[pos]) && launch_key_at(rest, pos + 1)) break;
                 }
                 const std::string_view text = trim(rest.substr(start, pos - start));
-                if (text.empty()) fail(fmt::format("@launch {}: smem= expects an expression", launch.entry));
+                if (text.empty()) fail(fmt::format("@{} {}: smem= expects an expression", key_name, launch.entry));
                 launch.smem_bytes = expression(text);
             } else {
-                fail(fmt::format("@launch {}: unknown argument '{}=' (expected grid=, block= or smem=)", launch.entry,
-                                 key));
+                fail(fmt::format("@{} {}: unknown argument '{}=' (expected grid=, block= or smem=)", key_name,
+                                 launch.entry, key));
             }
         }
-        if (!has_grid) fail(fmt::format("@launch {}: missing grid=(...)", launch.entry));
-        if (!has_block) fail(fmt::format("@launch {}: missing block=(...)", launch.entry));
-        m_file.launches.push_back(std::move(launch));
+        if (!has_grid) fail(fmt::format("@{} {}: missing grid=(...)", key_name, launch.entry));
+        if (!has_block) fail(fmt::format("@{} {}: missing block=(...)", key_name, launch.entry));
+        return launch;
     }
 
     // Reads "(e1[,e2[,e3]])" at rest[pos] and leaves pos after the ')'.
-    std::array<Expression, 3> dims(std::string_view entry, std::string_view key, std::string_view rest,
-                                   std::size_t& pos) const {
+    std::array<Expression, 3> dims(std::string_view key_name, std::string_view entry, std::string_view key,
+                                   std::string_view rest, std::size_t& pos) const {
         if (pos == rest.size() || rest[pos] != '(')
-            fail(fmt::format("@launch {}: {}= expects (X[,Y[,Z]])", entry, key));
+            fail(fmt::format("@{} {}: {}= expects (X[,Y[,Z]])", key_name, entry, key));
         const std::size_t open = pos;
         int depth = 0;
         for (; pos < rest.size(); ++pos) {
             if (rest[pos] == '(') ++depth;
             else if (rest[pos] == ')' && --depth == 0) break;
         }
-        if (pos == rest.size()) fail(fmt::format("@launch {}: unbalanced parentheses in {}=", entry, key));
+        if (pos == rest.size()) fail(fmt::format("@{} {}: unbalanced parentheses in {}=", key_name, entry, key));
         const std::string_view inner = rest.substr(open + 1, pos - open - 1);
         ++pos;
         if (pos < rest.size() && !is_space(rest[pos]))
-            fail(fmt::format("@launch {}: unexpected '{}' after {}=(...)", entry, rest[pos], key));
+            fail(fmt::format("@{} {}: unexpected '{}' after {}=(...)", key_name, entry, rest[pos], key));
 
         const auto parts = split_top_level(inner);
         if (parts.size() > 3)
-            fail(fmt::format("@launch {}: {}= has {} dimensions, at most 3", entry, key, parts.size()));
+            fail(fmt::format("@{} {}: {}= has {} dimensions, at most 3", key_name, entry, key, parts.size()));
         std::array<Expression, 3> out;
         for (std::size_t i = 0; i < parts.size(); ++i) {
-            if (parts[i].empty()) fail(fmt::format("@launch {}: {}= dimension {} is empty", entry, key, i + 1));
+            if (parts[i].empty()) fail(fmt::format("@{} {}: {}= dimension {} is empty", key_name, entry, key, i + 1));
             out[i] = expression(parts[i]);
         }
         return out;
@@ -361,10 +380,12 @@ std::vector<std::pair<int, const Expression*>> all_expressions(const KernelFile&
     std::vector<std::pair<int, const Expression*>> out;
     for (const Constraint& c : file.constraints) out.emplace_back(c.line, &c.condition);
     for (const Scratch& s : file.scratch) out.emplace_back(s.line, &s.count);
-    for (const Launch& l : file.launches) {
-        for (const Expression& e : l.grid) out.emplace_back(l.line, &e);
-        for (const Expression& e : l.block) out.emplace_back(l.line, &e);
-        out.emplace_back(l.line, &l.smem_bytes);
+    for (const auto* launches : {&file.launches, &file.prepacks}) {
+        for (const Launch& l : *launches) {
+            for (const Expression& e : l.grid) out.emplace_back(l.line, &e);
+            for (const Expression& e : l.block) out.emplace_back(l.line, &e);
+            out.emplace_back(l.line, &l.smem_bytes);
+        }
     }
     std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     return out;

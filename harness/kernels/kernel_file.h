@@ -19,6 +19,10 @@ namespace nightshift::kernels {
 
 enum class ScratchType { f32, f64, bf16, i32, u32, u8 };
 
+// params.scratch[] has this many slots (NS_MAX_SCRATCH in an op's params.h):
+// @scratch and @packed buffers together may not declare more.
+constexpr std::size_t k_max_scratch = 8;
+
 std::size_t scratch_type_bytes(ScratchType type);
 std::string_view to_string(ScratchType type);
 
@@ -34,11 +38,15 @@ struct Constraint {
     int line = 0;
 };
 
+// A @scratch or @packed buffer. Both kinds fill params.scratch[] in
+// declaration order; a packed one holds the weights in the file's own layout,
+// written by its @prepack launches whenever the candidate is bound to weights.
 struct Scratch {
     std::string name;
     ScratchType type = ScratchType::f32;
     Expression count; // elements, not bytes
     int line = 0;
+    bool packed = false; // declared with @packed
 };
 
 struct Launch {
@@ -61,8 +69,9 @@ struct KernelFile {
     }
     std::vector<Tune> tunes;
     std::vector<Constraint> constraints;
-    std::vector<Scratch> scratch;
-    std::vector<Launch> launches; // in launch order
+    std::vector<Scratch> scratch;  // @scratch and @packed, in declaration order: params.scratch[i]
+    std::vector<Launch> launches;  // in launch order
+    std::vector<Launch> prepacks;  // @prepack, in order; present exactly when a buffer is packed
     std::optional<std::string> parent;
     bool nondeterministic = false;
 

@@ -1,6 +1,7 @@
 #include "verifier/moe_decode/spec.h"
 
 #include "harness/core/paths.h"
+#include "harness/kernels/kernel_file.h"
 #include "kernels_seed/moe_decode/params.h"
 #include "verifier/moe_decode/quantized.h"
 #include "verifier/rng.h"
@@ -179,8 +180,9 @@ kernels::Symbols GpuProblem::shape_symbols() const { return moe_decode::shape_sy
 std::vector<std::string> GpuProblem::compile_defines() const { return moe_decode::compile_defines(m_shape); }
 
 MoeDecodeParams GpuProblem::make_params(bool model_weights, const std::vector<DevicePtr>& scratch) const {
+    static_assert(NS_MAX_SCRATCH == kernels::k_max_scratch, "params.h and the kernel-file parser disagree");
     if (scratch.size() > NS_MAX_SCRATCH) {
-        throw InputError(fmt::format("moe_decode kernels may declare at most {} @scratch buffers", NS_MAX_SCRATCH));
+        throw InputError(fmt::format("moe_decode kernels may declare at most {} @scratch and @packed buffers", NS_MAX_SCRATCH));
     }
     MoeDecodeParams p{};
     p.T = m_shape.T;
@@ -213,6 +215,17 @@ MoeDecodeParams GpuProblem::make_params(bool model_weights, const std::vector<De
 
 std::vector<unsigned char> GpuProblem::params(const std::vector<DevicePtr>& scratch) const {
     MoeDecodeParams p = make_params(false, scratch);
+    std::vector<unsigned char> bytes(sizeof p);
+    std::memcpy(bytes.data(), &p, sizeof p);
+    return bytes;
+}
+
+std::vector<unsigned char> GpuProblem::weight_params(const std::vector<DevicePtr>& scratch) const {
+    MoeDecodeParams p = make_params(false, scratch);
+    p.x = nullptr;
+    p.topk_ids = nullptr;
+    p.topk_weights = nullptr;
+    p.y = nullptr;
     std::vector<unsigned char> bytes(sizeof p);
     std::memcpy(bytes.data(), &p, sizeof p);
     return bytes;

@@ -72,6 +72,7 @@ public:
     kernels::Symbols shape_symbols() const override;
     std::vector<std::string> compile_defines() const override;
     std::vector<unsigned char> params(const std::vector<DevicePtr>& scratch) const override;
+    std::vector<unsigned char> weight_params(const std::vector<DevicePtr>& scratch) const override;
     void poison_output(const cuda::Stream& stream) override;
     std::vector<double> read_output() const override;
     const std::vector<double>& reference() override;

@@ -91,6 +91,13 @@ TEST(ReplyParser, MissingOrBadAnnotationsAreRejected) {
     expect_failure(reply("// @op moe_decode\n// @launch missing grid=(T) block=(32)\n"
                          "extern \"C\" __global__ void k(const MoeDecodeParams p) {}\n"),
                    FailureKind::rejected_reply, "@launch missing");
+    expect_failure(reply("// @op moe_decode\n// @launch k grid=(T) block=(32)\n// @packed w bf16 E*I*H\n"
+                         "// @prepack pack grid=(E) block=(32)\n"
+                         "extern \"C\" __global__ void k(const MoeDecodeParams p) {}\n"),
+                   FailureKind::rejected_reply, "@prepack pack names no extern");
+    expect_failure(reply("// @op moe_decode\n// @launch k grid=(T) block=(32)\n// @packed w bf16 E*I*H\n"
+                         "extern \"C\" __global__ void k(const MoeDecodeParams p) {}\n"),
+                   FailureKind::rejected_reply, "no @prepack");
     expect_failure(reply("// @op moe_decode\n// @launch k grid=(T*Q) block=(32)\n"
                          "extern \"C\" __global__ void k(const MoeDecodeParams p) {}\n"),
                    FailureKind::rejected_reply, "annotations");

@@ -2,6 +2,7 @@
 
 #include "harness/core/error.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -260,6 +261,58 @@ TEST(KernelFile, ScratchTypes) {
     EXPECT_EQ(f.scratch[3].type, ScratchType::u8);
 }
 
+// Packed weights: @packed and @scratch share params.scratch[] in declaration
+// order; @prepack launches parse like @launch ones and are kept apart.
+TEST(KernelFile, PackedBuffersAndPrepacks) {
+    const KernelFile f = parse_kernel_file("k.cu", R"(// @op moe_decode
+// @tune WARPS 4 8
+// @packed  wgu   bf16 E * 2 * I * H   # gate and up rows interleaved
+// @scratch inter f32  T*K*I
+// @packed  wd    bf16 E*I*H
+// @launch  gate_up grid=(T*K, I) block=(32*WARPS)
+// @prepack pack_gate_up grid=(E, 2*I) block=(256)
+// @launch  down grid=(T) block=(32*WARPS)
+// @prepack pack_down grid=(E, H) block=(256) smem=WARPS*4
+)");
+    ASSERT_EQ(f.scratch.size(), 3u);
+    EXPECT_EQ(f.scratch[0].name, "wgu");
+    EXPECT_TRUE(f.scratch[0].packed);
+    EXPECT_EQ(f.scratch[0].type, ScratchType::bf16);
+    EXPECT_EQ(f.scratch[0].line, 3);
+    EXPECT_EQ(f.scratch[1].name, "inter");
+    EXPECT_FALSE(f.scratch[1].packed);
+    EXPECT_EQ(f.scratch[2].name, "wd");
+    EXPECT_TRUE(f.scratch[2].packed);
+    const Symbols symbols = merged(f.default_knobs(), k_shape);
+    EXPECT_EQ(f.scratch[0].count.evaluate(symbols), 64 * 2 * 1536 * 2048);
+
+    ASSERT_EQ(f.launches.size(), 2u);
+    EXPECT_EQ(f.launches[0].entry, "gate_up");
+    EXPECT_EQ(f.launches[1].entry, "down");
+    ASSERT_EQ(f.prepacks.size(), 2u);
+    EXPECT_EQ(f.prepacks[0].entry, "pack_gate_up");
+    EXPECT_EQ(f.prepacks[0].line, 7);
+    EXPECT_EQ(eval_dims(f.prepacks[0].grid, symbols), (std::array<int64_t, 3>{64, 3072, 1}));
+    EXPECT_EQ(eval_dims(f.prepacks[0].block, symbols), (std::array<int64_t, 3>{256, 1, 1}));
+    EXPECT_EQ(f.prepacks[1].entry, "pack_down");
+    EXPECT_EQ(f.prepacks[1].smem_bytes.evaluate(symbols), 16);
+    f.check_symbols(k_shape_symbols);
+
+    // A prepack's expressions are checked like a launch's.
+    const KernelFile unknown = parse_kernel_file(
+        "k.cu", "// @op x\n// @launch k grid=(1) block=(1)\n// @packed w u8 E\n// @prepack p grid=(E, ROWS) block=(1)\n");
+    EXPECT_EQ(input_error([&] { unknown.check_symbols(k_shape_symbols); }),
+              "k.cu:4: unknown symbol 'ROWS' in 'ROWS' (neither a knob nor a shape symbol)");
+
+    // Eight buffers of both kinds fill every slot.
+    std::string eight = "// @op x\n// @launch k grid=(1) block=(1)\n// @prepack p grid=(1) block=(1)\n";
+    for (int i = 0; i < 8; ++i) eight += fmt::format("// @{} b{} u8 1\n", i % 2 ? "scratch" : "packed", i);
+    EXPECT_EQ(parse_kernel_file("k.cu", eight).scratch.size(), k_max_scratch);
+
+    // A file without packed buffers has no prepacks.
+    EXPECT_TRUE(warp_decode().prepacks.empty());
+}
+
 // A valid two-line file, then the lines under test from line 3 on.
 std::string base(const std::string& lines) {
     return "// @op moe_decode\n// @launch k grid=(T) block=(32)\n" + lines + "\n";
@@ -317,6 +370,27 @@ TEST(KernelFile, ErrorsNameFileAndLine) {
         {base("// @parent a.cu\n// @parent b.cu"), "k.cu:4: @parent given twice"},
         {base("// @nondeterministic yes"), "k.cu:3: @nondeterministic takes no arguments"},
         {base("// @nondeterministic\n// @nondeterministic"), "k.cu:4: @nondeterministic given twice"},
+        {base("// @packed w bf16"), "k.cu:3: @packed expects NAME TYPE COUNT"},
+        {base("// @packed w f16 E*I*H\n// @prepack p grid=(E) block=(32)"),
+         "k.cu:3: unknown packed type 'f16' (known: f32 f64 bf16 i32 u32 u8)"},
+        {base("// @packed 2w bf16 E"), "k.cu:3: packed name '2w' is not an identifier"},
+        {base("// @scratch w f32 T\n// @packed w bf16 E"), "k.cu:4: scratch 'w' already declared at line 3"},
+        {base("// @packed w bf16 E\n// @scratch w f32 T"), "k.cu:4: packed 'w' already declared at line 3"},
+        {base("// @prepack"), "k.cu:3: @prepack expects ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES]"},
+        {base("// @prepack p grid=(E)"), "k.cu:3: @prepack p: missing block=(...)"},
+        {base("// @prepack p grid=(E) block=(1) smem=4 smem=8"), "k.cu:3: @prepack p: smem= given twice"},
+        {base("// @prepack p-1 grid=(E) block=(1)"), "k.cu:3: prepack entry 'p-1' is not an identifier"},
+        {base("// @scratch s f32 T\n// @packed w bf16 E*I*H"), "k.cu:4: @packed w but no @prepack writes it"},
+        {base("// @scratch s f32 T\n\n// @prepack pack grid=(E) block=(32)"),
+         "k.cu:5: @prepack pack but no @packed buffer for it to write"},
+        {base("// @scratch a f32 1\n// @packed b bf16 1\n// @scratch c f32 1\n// @packed d bf16 1\n"
+              "// @scratch e f32 1\n// @packed f bf16 1\n// @scratch g f32 1\n// @packed h bf16 1\n"
+              "// @scratch i f32 1\n// @prepack p grid=(1) block=(1)"),
+         "k.cu:11: more than 8 @scratch and @packed buffers (params.scratch[] has 8 slots)"},
+        {base("// @scratch a f32 1\n// @scratch b f32 1\n// @scratch c f32 1\n// @scratch d f32 1\n"
+              "// @scratch e f32 1\n// @scratch f f32 1\n// @scratch g f32 1\n// @scratch h f32 1\n"
+              "// @scratch i f32 1"),
+         "k.cu:11: more than 8 @scratch and @packed buffers (params.scratch[] has 8 slots)"},
         {"", "k.cu: missing @op"},
         {"// @launch k grid=(1) block=(1)\n", "k.cu: missing @op"},
         {"// @op moe_decode\n// @tune W 1\n", "k.cu: no @launch"},
