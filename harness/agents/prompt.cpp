@@ -44,7 +44,9 @@ const char* k_rules = R"(Rules for a kernel file (the harness rejects a file tha
     // @scratch NAME TYPE COUNT        a device buffer the harness allocates (f32 f64 bf16 i32 u32 u8), params.scratch[i] in order
     // @packed NAME TYPE COUNT         weights in the file's own layout: a buffer like @scratch (shares params.scratch[]
                                      in declaration order), written by the @prepack launches, poisoned (0xFF) before them
-    // @launch ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES]   one launch, in order, on one stream
+    // @launch ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES] [pdl=EXPR]   one launch, in order, on one stream;
+    //     pdl=1 (not on the first launch): may start before the previous launch ends; the kernel must run
+    //     asm volatile("griddepcontrol.wait;" ::: "memory") before reading what the previous launch wrote
     // @prepack ENTRY grid=(...) block=(...) [smem=...]   fills the @packed buffers, once per set of weights, untimed;
                                      its params hold only shapes, format, weights, scales and packed buffers (the rest null)
     // @parent FILE                    the file this one was derived from

@@ -47,6 +47,7 @@ namespace nightshift::cuda {
     X(cuFuncGetAttribute)           \
     X(cuFuncSetAttribute)           \
     X(cuLaunchKernel)               \
+    X(cuLaunchKernelEx)             \
     X(cuStreamCreate)               \
     X(cuStreamDestroy)              \
     X(cuStreamSynchronize)          \

@@ -30,9 +30,27 @@ void Function::allow_dynamic_shared(int bytes) const {
 }
 
 void launch(const Function& function, Dim3 grid, Dim3 block, unsigned shared_bytes, CUstream stream,
-            void** arguments) {
-    NS_CU(cuLaunchKernel, function.get(), grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes,
-          stream, arguments, nullptr);
+            void** arguments, bool programmatic) {
+    if (!programmatic) {
+        NS_CU(cuLaunchKernel, function.get(), grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes,
+              stream, arguments, nullptr);
+        return;
+    }
+    CUlaunchAttribute attribute{};
+    attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attribute.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig config{};
+    config.gridDimX = grid.x;
+    config.gridDimY = grid.y;
+    config.gridDimZ = grid.z;
+    config.blockDimX = block.x;
+    config.blockDimY = block.y;
+    config.blockDimZ = block.z;
+    config.sharedMemBytes = shared_bytes;
+    config.hStream = stream;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    NS_CU(cuLaunchKernelEx, &config, function.get(), arguments, nullptr);
 }
 
 } // namespace nightshift::cuda

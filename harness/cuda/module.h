@@ -46,7 +46,9 @@ private:
 };
 
 // Launches with a raw kernel-parameter array (one pointer per argument).
+// `programmatic`: a programmatic dependent launch, which may start before the
+// stream's previous kernel ends (the kernel waits with griddepcontrol.wait).
 void launch(const Function& function, Dim3 grid, Dim3 block, unsigned shared_bytes, CUstream stream,
-            void** arguments);
+            void** arguments, bool programmatic = false);
 
 } // namespace nightshift::cuda

@@ -92,6 +92,7 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
                                 .grid = resolve_dims(launch.grid, symbols, launch, "grid", file.path),
                                 .block = resolve_dims(launch.block, symbols, launch, "block", file.path),
                                 .shared_bytes = 0,
+                                .programmatic = launch.programmatic.evaluate(symbols) != 0,
                                 .line = launch.line};
         long long smem = launch.smem_bytes.evaluate(symbols);
         auto fail = [&](const std::string& why) {
@@ -225,7 +226,7 @@ void Candidate::enqueue(CUstream stream, int input_set) const {
     void* arguments[] = {const_cast<unsigned char*>(m_params[static_cast<std::size_t>(input_set)].data())};
     for (std::size_t i = 0; i < m_launches.size(); ++i) {
         const ResolvedLaunch& l = m_launches[i];
-        cuda::launch(m_functions[i], l.grid, l.block, l.shared_bytes, stream, arguments);
+        cuda::launch(m_functions[i], l.grid, l.block, l.shared_bytes, stream, arguments, l.programmatic);
     }
 }
 

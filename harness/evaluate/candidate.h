@@ -40,6 +40,7 @@ struct ResolvedLaunch {
     std::string entry;
     cuda::Dim3 grid, block;
     unsigned shared_bytes = 0;
+    bool programmatic = false; // pdl=: may overlap the previous launch
     int line = 0;
 };
 

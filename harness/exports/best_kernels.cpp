@@ -173,7 +173,21 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
             if (smem > 48 * 1024)
                 cu += fmt::format("    cudaFuncSetAttribute({}, cudaFuncAttributeMaxDynamicSharedMemorySize, {});\n",
                                   kernel, smem);
-            cu += fmt::format("    {}<<<{}, {}, {}, stream>>>(p);\n", kernel, dim(launch.grid), dim(launch.block), smem);
+            if (launch.programmatic.evaluate(b.symbols) == 0) {
+                cu += fmt::format("    {}<<<{}, {}, {}, stream>>>(p);\n", kernel, dim(launch.grid), dim(launch.block),
+                                  smem);
+                continue;
+            }
+            // pdl=: a programmatic dependent launch, as the harness timed it.
+            cu += fmt::format("    {{\n"
+                              "        cudaLaunchAttribute attribute{{}};\n"
+                              "        attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;\n"
+                              "        attribute.val.programmaticStreamSerializationAllowed = 1;\n"
+                              "        cudaLaunchConfig_t config{{{}, {}, {}, stream, &attribute, 1}};\n"
+                              "        cudaError_t status = cudaLaunchKernelEx(&config, {}, p);\n"
+                              "        if (status != cudaSuccess) return status;\n"
+                              "    }}\n",
+                              dim(launch.grid), dim(launch.block), smem, kernel);
         }
         cu += "    return cudaGetLastError();\n}\n\n";
     }

@@ -97,10 +97,10 @@ std::vector<std::string_view> split_top_level(std::string_view text) {
     return parts;
 }
 
-// Where a launch argument `grid=`, `block=` or `smem=` starts at text[pos]
-// (not "==", which belongs to an expression).
+// Where a launch argument `grid=`, `block=`, `smem=` or `pdl=` starts at
+// text[pos] (not "==", which belongs to an expression).
 bool launch_key_at(std::string_view text, std::size_t pos) {
-    for (std::string_view key : {"grid", "block", "smem"}) {
+    for (std::string_view key : {"grid", "block", "smem", "pdl"}) {
         if (text.substr(pos, key.size()) != key) continue;
         std::size_t i = pos + key.size();
         while (i < text.size() && is_space(text[i])) ++i;
@@ -273,10 +273,11 @@ private:
         launch.line = m_line;
         launch.entry = next_word(rest);
         if (launch.entry.empty() || launch_key_at(launch.entry, 0))
-            fail(fmt::format("@{} expects ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES]", key_name));
+            fail(fmt::format("@{} expects ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES]{}", key_name,
+                             key_name == "launch" ? " [pdl=EXPR]" : ""));
         if (!is_identifier(launch.entry)) fail(fmt::format("{} entry '{}' is not an identifier", key_name, launch.entry));
 
-        bool has_grid = false, has_block = false, has_smem = false;
+        bool has_grid = false, has_block = false, has_smem = false, has_pdl = false;
         std::size_t pos = 0;
         const auto skip_spaces = [&] {
             while (pos < rest.size() && is_space(rest[pos])) ++pos;
@@ -290,7 +291,7 @@ private:
             const std::string_view key = rest.substr(key_start, pos - key_start);
             skip_spaces();
             if (key.empty() || pos == rest.size() || rest[pos] != '=')
-                fail(fmt::format("@{} {}: expected grid=, block= or smem= at '{}'", key_name, launch.entry,
+                fail(fmt::format("@{} {}: expected grid=, block=, smem= or pdl= at '{}'", key_name, launch.entry,
                                  rest.substr(key_start)));
             ++pos;
             skip_spaces();
@@ -304,10 +305,10 @@ private:
             } else if (key == "block") {
                 once(has_block);
                 launch.block = dims(key_name, launch.entry, key, rest, pos);
-            } else if (key == "smem") {
-                once(has_smem);
-                // smem's expression is not parenthesized and may contain spaces:
-                // it runs until the next top-level launch key or the end.
+            } else if (key == "smem" || key == "pdl") {
+                once(key == "smem" ? has_smem : has_pdl);
+                // These expressions are not parenthesized and may contain
+                // spaces: each runs until the next top-level launch key or the end.
                 const std::size_t start = pos;
                 int depth = 0;
                 for (; pos < rest.size(); ++pos) {
@@ -316,13 +317,18 @@ private:
                     else if (depth == 0 && is_space(rest[pos]) && launch_key_at(rest, pos + 1)) break;
                 }
                 const std::string_view text = trim(rest.substr(start, pos - start));
-                if (text.empty()) fail(fmt::format("@{} {}: smem= expects an expression", key_name, launch.entry));
-                launch.smem_bytes = expression(text);
+                if (text.empty()) fail(fmt::format("@{} {}: {}= expects an expression", key_name, launch.entry, key));
+                (key == "smem" ? launch.smem_bytes : launch.programmatic) = expression(text);
             } else {
-                fail(fmt::format("@{} {}: unknown argument '{}=' (expected grid=, block= or smem=)", key_name,
+                fail(fmt::format("@{} {}: unknown argument '{}=' (expected grid=, block=, smem= or pdl=)", key_name,
                                  launch.entry, key));
             }
         }
+        if (has_pdl && key_name == "prepack") fail(fmt::format("@prepack {}: pdl= applies to @launch only", launch.entry));
+        if (has_pdl && m_file.launches.empty())
+            fail(fmt::format("@launch {}: pdl= on the first launch would let it overlap the timing's L2 flush; "
+                             "it belongs on a later launch of the call",
+                             launch.entry));
         if (!has_grid) fail(fmt::format("@{} {}: missing grid=(...)", key_name, launch.entry));
         if (!has_block) fail(fmt::format("@{} {}: missing block=(...)", key_name, launch.entry));
         return launch;
@@ -385,6 +391,7 @@ std::vector<std::pair<int, const Expression*>> all_expressions(const KernelFile&
             for (const Expression& e : l.grid) out.emplace_back(l.line, &e);
             for (const Expression& e : l.block) out.emplace_back(l.line, &e);
             out.emplace_back(l.line, &l.smem_bytes);
+            out.emplace_back(l.line, &l.programmatic);
         }
     }
     std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });

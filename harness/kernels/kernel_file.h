@@ -54,6 +54,11 @@ struct Launch {
     std::array<Expression, 3> grid;  // omitted dimensions are 1
     std::array<Expression, 3> block; // omitted dimensions are 1
     Expression smem_bytes = Expression::constant(0);
+    // Nonzero: a programmatic dependent launch (pdl=EXPR). The launch may
+    // start while the previous launch of the call still runs; the kernel must
+    // execute `griddepcontrol.wait` before it reads anything the previous
+    // launch writes (and may issue other loads before that).
+    Expression programmatic = Expression::constant(0);
     int line = 0;
 };
 

@@ -142,6 +142,18 @@ TEST(KernelFile, LaunchArgumentsInAnyOrderWithSpaces) {
     EXPECT_EQ(b.entry, "k");
     EXPECT_EQ(eval_dims(b.block, s), (std::array<int64_t, 3>{1, 1, 1}));
     EXPECT_EQ(b.smem_bytes.evaluate(s), 8);
+    EXPECT_EQ(b.programmatic.evaluate(s), 0); // pdl= absent: an ordinary launch
+}
+
+TEST(KernelFile, ProgrammaticDependentLaunch) {
+    const KernelFile f = parse_kernel_file("k.cu", "// @op x\n// @tune PDL 1 0\n"
+                                                   "// @launch a grid=(1) block=(32)\n"
+                                                   "// @launch b grid=(T) block=(32) pdl=PDL smem=K * 4\n");
+    ASSERT_EQ(f.launches.size(), 2u);
+    EXPECT_EQ(f.launches[1].programmatic.evaluate({{"PDL", 1}, {"T", 2}, {"K", 8}}), 1);
+    EXPECT_EQ(f.launches[1].programmatic.evaluate({{"PDL", 0}, {"T", 2}, {"K", 8}}), 0);
+    EXPECT_EQ(f.launches[1].smem_bytes.evaluate({{"PDL", 0}, {"T", 2}, {"K", 8}}), 32);
+    EXPECT_THROW(f.check_symbols({"T"}), InputError); // smem's K is not a shape symbol here
 }
 
 TEST(KernelFile, CommentsAndLineEndings) {
@@ -343,9 +355,9 @@ TEST(KernelFile, ErrorsNameFileAndLine) {
         {base("// @scratch 1buf f32 T"), "k.cu:3: scratch name '1buf' is not an identifier"},
         {base("// @scratch buf f32 T * "), "k.cu:3: expression 'T *': unexpected end of expression at column 4"},
         {base("// @scratch buf f32 T\n// @scratch buf i32 T"), "k.cu:4: scratch 'buf' already declared at line 3"},
-        {base("// @launch"), "k.cu:3: @launch expects ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES]"},
+        {base("// @launch"), "k.cu:3: @launch expects ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES] [pdl=EXPR]"},
         {base("// @launch grid=(1) block=(1)"),
-         "k.cu:3: @launch expects ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES]"},
+         "k.cu:3: @launch expects ENTRY grid=(X[,Y[,Z]]) block=(X[,Y[,Z]]) [smem=BYTES] [pdl=EXPR]"},
         {base("// @launch k-2 grid=(1) block=(1)"), "k.cu:3: launch entry 'k-2' is not an identifier"},
         {base("// @launch k2 block=(32)"), "k.cu:3: @launch k2: missing grid=(...)"},
         {base("// @launch k2 grid=(1)"), "k.cu:3: @launch k2: missing block=(...)"},
@@ -356,8 +368,13 @@ TEST(KernelFile, ErrorsNameFileAndLine) {
         {base("// @launch k2 grid=1 block=(1)"), "k.cu:3: @launch k2: grid= expects (X[,Y[,Z]])"},
         {base("// @launch k2 grid=(1)block=(1)"), "k.cu:3: @launch k2: unexpected 'b' after grid=(...)"},
         {base("// @launch k2 grid=(1) block=(1) threads=(2)"),
-         "k.cu:3: @launch k2: unknown argument 'threads=' (expected grid=, block= or smem=)"},
-        {base("// @launch k2 grid=(1) block=(1) 5"), "k.cu:3: @launch k2: expected grid=, block= or smem= at '5'"},
+         "k.cu:3: @launch k2: unknown argument 'threads=' (expected grid=, block=, smem= or pdl=)"},
+        {base("// @launch k2 grid=(1) block=(1) 5"), "k.cu:3: @launch k2: expected grid=, block=, smem= or pdl= at '5'"},
+        {base("// @launch k2 grid=(1) block=(1) pdl=1 pdl=0"), "k.cu:3: @launch k2: pdl= given twice"},
+        {base("// @launch k2 grid=(1) block=(1) pdl="), "k.cu:3: @launch k2: pdl= expects an expression"},
+        {"// @op x\n// @launch k grid=(1) block=(1) pdl=1\n",
+         "k.cu:2: @launch k: pdl= on the first launch would let it overlap the timing's L2 flush; it belongs on a "
+         "later launch of the call"},
         {base("// @launch k2 grid=(1) grid=(2) block=(1)"), "k.cu:3: @launch k2: grid= given twice"},
         {base("// @launch k2 grid=(1) block=(1) smem=4 smem=8"), "k.cu:3: @launch k2: smem= given twice"},
         {base("// @launch k2 grid=(1) block=(1) smem="), "k.cu:3: @launch k2: smem= expects an expression"},
