@@ -14,7 +14,7 @@
 //   a third of its copy-rate floor. Here a warp owns a 16-row tile and feeds
 //   mma.sync.m16n8k16 (bf16 in, fp32 accumulate): int4 costs ~1.4 issued
 //   instructions per weight (3 shifts, 4 lop3, 4 bf16x2 fma per 8 weights,
-//   one MMA per 256), int8 ~2.5, fp8 ~2, bf16 none. One token, so only
+//   one MMA per 256), int8 ~1.75, fp8 ~2, bf16 none. One token, so only
 //   column 0 of the MMA's 8 is used; the tensor cores have that to spare.
 //
 // Parallel strategy: warp decode's, two kernels, no gather or scatter, weights
@@ -39,9 +39,10 @@
 // columns are equal and column 0 (lanes q = 0: c0 row g, c2 row g+8) is used.
 //
 // Decoding to bf16 pairs, all exact:
-//   int8: byte ^ 0x80 in the mantissa of 2^23 (prmt), minus 2^23 + 128 (fp32
-//         add), the top halves of two floats packed by one prmt (|code| <= 128
-//         has 8 significant bits: the truncation is exact).
+//   int8: bytes 0 and 2 (1 and 3 after a shift) of a word form a pair: the low
+//         7 bits under the bf16 exponent of 128 give 128 + l, the sign bit
+//         under it 128 + 128*b7, and one fma.rn.bf16x2 (x -1) subtracts them:
+//         2 lop3 + 1 fma per 2 weights.
 //   fp8:  cvt.rn.f16x2.e4m3x2 (every e4m3 value is an fp16 normal), each half
 //         to fp32, cvt.rn.bf16x2.f32 (4 significant bits: exact).
 //   int4: (word >> 4j) & 0x000F000F | 0x43004300 is the bf16 pair
@@ -56,6 +57,14 @@
 //   INFLIGHT     16-byte weight loads per lane issued before any is used
 //                (gate_up: INFLIGHT/4 super-steps of 4 chunks, down:
 //                INFLIGHT/2 items of 2 chunks).
+//   OCCUPANCY    warps per SM the register allocation must leave room for
+//                (__launch_bounds__ min blocks = OCCUPANCY / WARPS; 0: none):
+//                with ~64-128 registers a lane, gate_up's T*K*I/TILE blocks
+//                may not fit in one wave otherwise.
+//   TILE         output rows per block (16, 8 or 4; see "column parts").
+//   PDL          down is a programmatic dependent launch: its weight loads
+//                start while gate_up runs (1: gate_up lets it in at once, 2:
+//                after each block's loads; 0: an ordinary launch).
 //   INTER_SPLIT  the intermediate act(g)*u is kept as two bf16 scratch arrays,
 //                hi = bf16(v) and lo = bf16(v - hi), and down runs an MMA on
 //                each (1): ~16 bits of v reach the sum, close to warp_decode's
@@ -82,9 +91,10 @@
 // @formats bf16 int8_row int4_g128 fp8_e4m3
 // @tune TILE 8 16 4
 // @tune WARPS 8 4 16
-// @tune INFLIGHT 16 8
+// @tune INFLIGHT 8 16 4
 // @tune INTER_SPLIT 1 0
-// @tune PDL 1 0
+// @tune PDL 1 2 0
+// @tune OCCUPANCY 0 32 48
 // @scratch inter_hi bf16 T*K*I
 // @scratch inter_lo bf16 T*K*I
 // @launch gate_up grid=(T*K,cdiv(I,TILE)) block=(32*WARPS)
@@ -104,7 +114,7 @@
 #define WARPS 8
 #endif
 #ifndef INFLIGHT
-#define INFLIGHT 16
+#define INFLIGHT 8
 #endif
 #ifndef INTER_SPLIT
 #define INTER_SPLIT 1
@@ -115,6 +125,11 @@
 #ifndef TILE
 #define TILE 8
 #endif
+#ifndef OCCUPANCY
+#define OCCUPANCY 0
+#endif
+// Blocks per SM the register allocation must allow (0: no bound).
+#define MIN_BLOCKS (OCCUPANCY / WARPS > 0 ? OCCUPANCY / WARPS : 1)
 #if TILE != 16 && TILE != 8 && TILE != 4
 #error "warp_decode_tc_v1: TILE is 16, 8 or 4"
 #endif
@@ -258,16 +273,16 @@ __device__ __forceinline__ void weight_pairs(uint4 v, u32 (&p)[2 * KSTEPS])
 #pragma unroll
     for (int i = 0; i < 4; ++i) p[i] = w[i];
 #elif NS_FORMAT == FMT_INT8_ROW
-    // k-step i: columns 4i, 4i+1 and 4i+2, 4i+3 (word i).
+    // Word i holds columns 4i..4i+3 (byte j = column 4i+j). k-step i: (4i,
+    // 4i+2) and (4i+1, 4i+3), the bytes that already sit (or sit after one
+    // shift) in the low byte of each 16-bit half. A signed byte c with sign
+    // bit b7 and low bits l is l - 128*b7, and in bf16 (128 + l) - (128 + 128*b7):
+    // both operands are the byte's bits under the exponent of 128.
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        const u32 u = w[i] ^ 0x80808080u; // signed -> offset binary
-        const float f0 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7650)) - 8388736.0f; // 2^23 + 128
-        const float f1 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7651)) - 8388736.0f;
-        const float f2 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7652)) - 8388736.0f;
-        const float f3 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7653)) - 8388736.0f;
-        p[2 * i] = __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
-        p[2 * i + 1] = __byte_perm(__float_as_uint(f2), __float_as_uint(f3), 0x7632);
+        const u32 even = w[i], odd = w[i] >> 8;
+        p[2 * i] = bf16x2_fma((even & 0x00800080u) | 0x43004300u, 0xBF80BF80u, (even & 0x007F007Fu) | 0x43004300u);
+        p[2 * i + 1] = bf16x2_fma((odd & 0x00800080u) | 0x43004300u, 0xBF80BF80u, (odd & 0x007F007Fu) | 0x43004300u);
     }
 #elif NS_FORMAT == FMT_FP8_E4M3
     // k-step i: columns 4i, 4i+1 and 4i+2, 4i+3 (word i).
@@ -292,7 +307,13 @@ __device__ __forceinline__ void weight_pairs(uint4 v, u32 (&p)[2 * KSTEPS])
 // The activations of the same columns, in weight_pairs' order.
 __device__ __forceinline__ void act_pairs(const u32 (&xw)[WPC / 2], u32 (&p)[2 * KSTEPS])
 {
-#if NS_FORMAT == FMT_INT4_G128
+#if NS_FORMAT == FMT_INT8_ROW
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        p[2 * i] = __byte_perm(xw[2 * i], xw[2 * i + 1], 0x5410);     // (x0, x2)
+        p[2 * i + 1] = __byte_perm(xw[2 * i], xw[2 * i + 1], 0x7632); // (x1, x3)
+    }
+#elif NS_FORMAT == FMT_INT4_G128
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         p[4 * i + 0] = __byte_perm(xw[4 * i], xw[4 * i + 2], 0x5410);     // (x0, x4)
@@ -368,27 +389,29 @@ __device__ __forceinline__ void stage(ns_bf16* dst, const ns_bf16* src, int n)
 // Lane roles. MMA row m (0..15) is tile row m % TILE of column part
 // m / TILE; B column n carries column part n (n < PARTS), so the wanted sum
 // of row m is D[m, m / TILE]. Lane (g, q) holds D[g, 2q], D[g, 2q+1],
-// D[g+8, 2q], D[g+8, 2q+1] (elements i = 0..3); element i is wanted when its
-// column is its row's part.
+// D[g+8, 2q], D[g+8, 2q+1] (elements 0..3), so the wanted sum of its A row g
+// is its element cp_a % 2 if q == cp_a / 2, that of row g+8 its element
+// 2 + cp_b % 2 if q == cp_b / 2: each row's sum is on exactly one lane.
 struct Roles {
     int r_a, cp_a, r_b, cp_b; // A rows g and g+8: tile row and column part
     int xpart;                // the part this lane's B column carries
     bool b_loads;             // B column n = g < PARTS: the others are never read
-    __device__ Roles(int g)
+    bool want_a, want_b;      // this lane holds row g's (row g+8's) wanted sum
+    int ia, ib;               // ... as element ia (ib) of the accumulator
+    __device__ Roles(int g, int q)
         : r_a(g % TILE), cp_a(g / TILE), r_b((g + 8) % TILE), cp_b((g + 8) / TILE), xpart(g % PARTS),
-          b_loads(g < PARTS)
+          b_loads(g < PARTS), want_a(q == cp_a / 2), want_b(q == cp_b / 2), ia(cp_a % 2), ib(2 + cp_b % 2)
     {
     }
 };
 
-__device__ __forceinline__ int element_row(int g, int i) { return g + 8 * (i >> 1); }
-__device__ __forceinline__ int element_col(int q, int i) { return 2 * q + (i & 1); }
-__device__ __forceinline__ bool element_wanted(int g, int q, int i)
+// c[i] for a run-time i without local memory.
+__device__ __forceinline__ float pick(const float (&c)[4], int i)
 {
-    return element_col(q, i) == element_row(g, i) / TILE;
+    return i == 0 ? c[0] : i == 1 ? c[1] : i == 2 ? c[2] : c[3];
 }
 
-extern "C" __global__ void __launch_bounds__(32 * WARPS) gate_up(const MoeDecodeParams p)
+extern "C" __global__ void __launch_bounds__(32 * WARPS, MIN_BLOCKS) gate_up(const MoeDecodeParams p)
 {
     __shared__ float partial[2][WARPS][16];
     constexpr int NSS = (NS_H + SPAN - 1) / SPAN;
@@ -396,7 +419,7 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) gate_up(const MoeDecode
     const int pair = blockIdx.x; // t*K + k
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, q = lane & 3;
-    const Roles role(g);
+    const Roles role(g, q);
     const int r0 = blockIdx.y * TILE;
     const int e = p.topk_ids[pair];
     const size_t row_a = (size_t)e * NS_I + min(r0 + role.r_a, NS_I - 1);
@@ -408,6 +431,7 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) gate_up(const MoeDecode
     const ns_bf16* xt = p.x + (size_t)(pair / NS_K) * NS_H;
     uint4 v[BATCH_GU][4];
     u32 xw[BATCH_GU][WPC / 2];
+    float sc[BATCH_GU][4]; // int4: group scales of the wanted sums (gate a, gate b, up a, up b)
     auto issue = [&](int s0) {
 #pragma unroll
         for (int b = 0; b < BATCH_GU; ++b) {
@@ -419,14 +443,23 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) gate_up(const MoeDecode
             v[b][2] = load_chunk<NS_H>(p.w_up, row_a, ca);
             v[b][3] = load_chunk<NS_H>(p.w_up, row_b, cb);
             load_acts<NS_H>(xt, role.b_loads ? base + role.xpart * SS : NS_H, xw[b]);
+#if NS_FORMAT == FMT_INT4_G128
+            // SS = 128: part cp of super-step s is group s * PARTS + cp.
+            const bool ok = s < NSS;
+            sc[b][0] = ok && role.want_a ? group_scale(p.gate_scales, row_a, GROUPS, s * PARTS + role.cp_a) : 0.0f;
+            sc[b][1] = ok && role.want_b ? group_scale(p.gate_scales, row_b, GROUPS, s * PARTS + role.cp_b) : 0.0f;
+            sc[b][2] = ok && role.want_a ? group_scale(p.up_scales, row_a, GROUPS, s * PARTS + role.cp_a) : 0.0f;
+            sc[b][3] = ok && role.want_b ? group_scale(p.up_scales, row_b, GROUPS, s * PARTS + role.cp_b) : 0.0f;
+#endif
         }
     };
-#if PDL
+#if PDL == 1
     // down may be scheduled now: its weight loads do not depend on this grid.
     asm volatile("griddepcontrol.launch_dependents;");
 #endif
 
-    float cg[4] = {0.0f, 0.0f, 0.0f, 0.0f}, cu[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float cg[4] = {0.0f, 0.0f, 0.0f, 0.0f}, cu[4] = {0.0f, 0.0f, 0.0f, 0.0f}; // MMA sums
+    float ga = 0.0f, gb = 0.0f, ua = 0.0f, ub = 0.0f; // int4: the wanted sums, scaled per group
     for (int s0 = warp; s0 < NSS; s0 += WARPS * BATCH_GU) {
         issue(s0);
 #pragma unroll
@@ -435,35 +468,44 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) gate_up(const MoeDecode
             if (s >= NSS) break; // warp-uniform
             u32 x[2 * KSTEPS];
             act_pairs(xw[b], x);
-            u32 ga[2 * KSTEPS], gb[2 * KSTEPS], ua[2 * KSTEPS], ub[2 * KSTEPS];
-            weight_pairs(v[b][0], ga);
-            weight_pairs(v[b][1], gb);
-            weight_pairs(v[b][2], ua);
-            weight_pairs(v[b][3], ub);
+            u32 pga[2 * KSTEPS], pgb[2 * KSTEPS], pua[2 * KSTEPS], pub[2 * KSTEPS];
+            weight_pairs(v[b][0], pga);
+            weight_pairs(v[b][1], pgb);
+            weight_pairs(v[b][2], pua);
+            weight_pairs(v[b][3], pub);
 #if NS_FORMAT == FMT_INT4_G128
             float tg[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tu[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            mma_chunk(tg, ga, gb, x);
-            mma_chunk(tu, ua, ub, x);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                if (!element_wanted(g, q, i)) continue;
-                const size_t row = i < 2 ? row_a : row_b;
-                const int group = s * PARTS + element_col(q, i); // SS = 128: one group per part
-                cg[i] = fmaf(group_scale(p.gate_scales, row, GROUPS, group), tg[i], cg[i]);
-                cu[i] = fmaf(group_scale(p.up_scales, row, GROUPS, group), tu[i], cu[i]);
-            }
+            mma_chunk(tg, pga, pgb, x);
+            mma_chunk(tu, pua, pub, x);
+            ga = fmaf(sc[b][0], pick(tg, role.ia), ga);
+            gb = fmaf(sc[b][1], pick(tg, role.ib), gb);
+            ua = fmaf(sc[b][2], pick(tu, role.ia), ua);
+            ub = fmaf(sc[b][3], pick(tu, role.ib), ub);
 #else
-            mma_chunk(cg, ga, gb, x);
-            mma_chunk(cu, ua, ub, x);
+            mma_chunk(cg, pga, pgb, x);
+            mma_chunk(cu, pua, pub, x);
 #endif
         }
     }
 
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        if (!element_wanted(g, q, i)) continue;
-        partial[0][warp][element_row(g, i)] = cg[i];
-        partial[1][warp][element_row(g, i)] = cu[i];
+#if PDL == 2
+    // down may be scheduled once this block's weights are in: later than 1,
+    // so its blocks do not take the slots gate_up's own later blocks need.
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+#if NS_FORMAT != FMT_INT4_G128
+    ga = pick(cg, role.ia);
+    gb = pick(cg, role.ib);
+    ua = pick(cu, role.ia);
+    ub = pick(cu, role.ib);
+#endif
+    if (role.want_a) {
+        partial[0][warp][g] = ga;
+        partial[1][warp][g] = ua;
+    }
+    if (role.want_b) {
+        partial[0][warp][g + 8] = gb;
+        partial[1][warp][g + 8] = ub;
     }
     __syncthreads();
     const int r = threadIdx.x;
@@ -489,7 +531,7 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) gate_up(const MoeDecode
     }
 }
 
-extern "C" __global__ void __launch_bounds__(32 * WARPS) down(const MoeDecodeParams p)
+extern "C" __global__ void __launch_bounds__(32 * WARPS, MIN_BLOCKS) down(const MoeDecodeParams p)
 {
     __shared__ float partial[WARPS][16];
     extern __shared__ __align__(16) ns_bf16 inter_s[]; // [1 + INTER_SPLIT][K][I]: token t's intermediate
@@ -499,20 +541,30 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) down(const MoeDecodePar
     const int t = blockIdx.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, q = lane & 3;
-    const Roles role(g);
+    const Roles role(g, q);
     const int r0 = blockIdx.y * TILE;
     const int ha = min(r0 + role.r_a, NS_H - 1), hb = min(r0 + role.r_b, NS_H - 1);
 
     uint4 v[BATCH_DN][2]; // A rows g and g+8 of expert e_k
+    float wk[BATCH_DN], fa[BATCH_DN], fb[BATCH_DN]; // w[t,k]; the row (int4: group) scales of the wanted sums
     auto issue = [&](int i0) {
 #pragma unroll
         for (int b = 0; b < BATCH_DN; ++b) {
             const int item = i0 + b * WARPS;
-            const int k = item < ITEMS ? item / NSS : 0;
-            const int base = item < ITEMS ? (item % NSS) * SPAN + q * WPC : NS_I; // past the end: zeros
+            const int k = item < ITEMS ? item / NSS : 0, s = item < ITEMS ? item % NSS : 0;
+            const int base = item < ITEMS ? s * SPAN + q * WPC : NS_I; // past the end: zeros
             const size_t e = (size_t)p.topk_ids[t * NS_K + k];
-            v[b][0] = load_chunk<NS_I>(p.w_down, e * NS_H + ha, base + role.cp_a * SS);
-            v[b][1] = load_chunk<NS_I>(p.w_down, e * NS_H + hb, base + role.cp_b * SS);
+            const size_t rowa = e * NS_H + ha, rowb = e * NS_H + hb;
+            v[b][0] = load_chunk<NS_I>(p.w_down, rowa, base + role.cp_a * SS);
+            v[b][1] = load_chunk<NS_I>(p.w_down, rowb, base + role.cp_b * SS);
+            wk[b] = p.topk_weights[t * NS_K + k];
+#if NS_FORMAT == FMT_INT4_G128
+            fa[b] = role.want_a ? group_scale(p.down_scales, rowa, GROUPS, s * PARTS + role.cp_a) : 0.0f;
+            fb[b] = role.want_b ? group_scale(p.down_scales, rowb, GROUPS, s * PARTS + role.cp_b) : 0.0f;
+#else
+            fa[b] = role.want_a ? row_scale(p.down_scales, rowa) : 0.0f;
+            fb[b] = role.want_b ? row_scale(p.down_scales, rowb) : 0.0f;
+#endif
         }
     };
     issue(warp); // in flight while gate_up finishes (PDL) and the intermediate is staged
@@ -525,7 +577,7 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) down(const MoeDecodePar
 #endif
     __syncthreads();
 
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc_a = 0.0f, acc_b = 0.0f; // the wanted sums of rows g and g+8
     for (int i0 = warp; i0 < ITEMS; i0 += WARPS * BATCH_DN) {
         if (i0 != warp) issue(i0);
 #pragma unroll
@@ -533,9 +585,6 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) down(const MoeDecodePar
             const int item = i0 + b * WARPS;
             if (item >= ITEMS) break; // warp-uniform
             const int k = item / NSS, s = item % NSS;
-            const size_t pair = (size_t)t * NS_K + k;
-            const size_t e = (size_t)p.topk_ids[pair];
-            const float wk = p.topk_weights[pair];
             u32 aw[WPC / 2], x[2 * KSTEPS];
             u32 wa[2 * KSTEPS], wb[2 * KSTEPS];
             weight_pairs(v[b][0], wa);
@@ -550,20 +599,13 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS) down(const MoeDecodePar
             act_pairs(aw, x);
             mma_chunk(c, wa, wb, x);
 #endif
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                if (!element_wanted(g, q, i)) continue;
-                const size_t row = e * NS_H + (i < 2 ? ha : hb);
-                const int group = s * PARTS + element_col(q, i);
-                acc[i] = fmaf(wk * row_scale(p.down_scales, row) * group_scale(p.down_scales, row, GROUPS, group),
-                              c[i], acc[i]);
-            }
+            acc_a = fmaf(wk[b] * fa[b], pick(c, role.ia), acc_a);
+            acc_b = fmaf(wk[b] * fb[b], pick(c, role.ib), acc_b);
         }
     }
 
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-        if (element_wanted(g, q, i)) partial[warp][element_row(g, i)] = acc[i];
+    if (role.want_a) partial[warp][g] = acc_a;
+    if (role.want_b) partial[warp][g + 8] = acc_b;
     __syncthreads();
     const int r = threadIdx.x;
     if (r < TILE && r0 + r < NS_H) {

@@ -105,28 +105,35 @@ TEST(SeedKernelsGpu, EverySeedVerifiesOnSkewedRoutingAndEveryKnobPoint) {
     }
 }
 
-// warp_decode_v2 reads every weight format; its error against the
-// dequantized reference is a bf16 kernel's, its error against the bf16 model
-// is what the format costs, and fewer bits cost more.
-TEST(SeedKernelsGpu, WarpDecodeV2VerifiesInEveryFormat) {
+// The seeds that read every weight format (warp_decode_v2, warp_decode_tc_v1):
+// their error against the dequantized reference is a bf16 kernel's, their
+// error against the bf16 model is what the format costs, and fewer bits cost more.
+TEST(SeedKernelsGpu, EveryFormatSeedVerifiesInEveryFormat) {
     NS_REQUIRE_GPU();
-    auto file = kernels::load_kernel_file(project_root() / "kernels_seed" / "moe_decode" / "warp_decode_v2.cu");
-    for (const char* model : {"tiny", "tiny-gelu", "gemma4-26b-a4b"}) {
-        unsigned long long seed = fresh_seed();
-        std::map<std::string, double> model_error;
-        for (const char* format : {"bf16", "int8_row", "fp8_e4m3", "int4_g128"}) {
-            auto problem = harness().spec.make_problem({.model = model, .batch = 4, .format = format, .seed = seed});
-            Evaluation e = run(file, *problem);
-            ASSERT_EQ(e.status, Status::ok) << problem->label() << ": " << e.message << "\n" << e.log;
-            EXPECT_LT(e.comparison.rel_l2, 5e-3) << problem->label();
-            model_error[format] = e.model_rel_l2;
-            fmt::print("warp_decode_v2 {:<32} rel_l2 {:.2e} vs bf16 model {:.2e} ({:.1f} us)\n", problem->label(),
-                       e.comparison.rel_l2, e.model_rel_l2, e.median_us());
+    int files = 0;
+    for (const auto& path : testing::moe_decode_seed_files()) {
+        auto file = kernels::load_kernel_file(path);
+        if (!file.supports_format("int4_g128")) continue;
+        ++files;
+        for (const char* model : {"tiny", "tiny-gelu", "gemma4-26b-a4b"}) {
+            unsigned long long seed = fresh_seed();
+            std::map<std::string, double> model_error;
+            for (const char* format : {"bf16", "int8_row", "fp8_e4m3", "int4_g128"}) {
+                auto problem =
+                    harness().spec.make_problem({.model = model, .batch = 4, .format = format, .seed = seed});
+                Evaluation e = run(file, *problem);
+                ASSERT_EQ(e.status, Status::ok) << path << " " << problem->label() << ": " << e.message << "\n" << e.log;
+                EXPECT_LT(e.comparison.rel_l2, 5e-3) << path << " " << problem->label();
+                model_error[format] = e.model_rel_l2;
+                fmt::print("{} {:<32} rel_l2 {:.2e} vs bf16 model {:.2e} ({:.1f} us)\n", path.filename().string(),
+                           problem->label(), e.comparison.rel_l2, e.model_rel_l2, e.median_us());
+            }
+            EXPECT_LT(model_error["bf16"], model_error["int8_row"]) << path << " " << model;
+            EXPECT_LT(model_error["int8_row"], model_error["int4_g128"]) << path << " " << model;
+            EXPECT_LT(model_error["fp8_e4m3"], model_error["int4_g128"]) << path << " " << model;
         }
-        EXPECT_LT(model_error["bf16"], model_error["int8_row"]) << model;
-        EXPECT_LT(model_error["int8_row"], model_error["int4_g128"]) << model;
-        EXPECT_LT(model_error["fp8_e4m3"], model_error["int4_g128"]) << model;
     }
+    EXPECT_GE(files, 2) << "warp_decode_v2 and warp_decode_tc_v1 read every format";
 }
 
 // Small kernels that must fail, each for its own reason.
