@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Re-drives the H100 run of plans/quantized-tensor-cores.md from its recording
+# with no GPU: the same input seed and the run's 451 search experiments (the
+# GPU run ended on its time budget; its 15 fresh-worker re-times are not
+# recorded for replay), into one results.db, then the report.
+#   NS_BIN=build scripts/replay_quantized_tc.sh [DB] [REPORT.html]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${NS_BIN:-build}
+db=${1:-/tmp/quantized-tc-replay.db}
+report=${2:-${db%.db}.html}
+rm -f "$db" "$db-wal" "$db-shm"
+"$bin"/nightshift run plans/quantized-tensor-cores.md --db "$db" \
+    --evaluator replay:experiments/2026-11-26_h100_quantized-tc-measurements.jsonl \
+    --seed 5671410558110826545 --experiments 451 --no-progress 2>&1 | tail -n 1
+"$bin"/nightshift report --db "$db" --out "$report"
