@@ -1,5 +1,7 @@
 #include "harness/core/git.h"
 
+#include "build_commit.h" // generated at build time (scripts/build_commit.cmake)
+
 #include <fstream>
 #include <sstream>
 
@@ -30,6 +32,13 @@ std::string git_commit(const std::filesystem::path& root) {
         if (space != std::string::npos && line.substr(space + 1) == ref) return line.substr(0, space);
     }
     return "unknown";
+}
+
+std::string build_commit() { return NIGHTSHIFT_BUILD_COMMIT; }
+
+std::string describe_code(const std::string& build, const std::string& tree) {
+    if (build == tree || build.rfind(tree + "-", 0) == 0) return build;
+    return build + " (binary); the tree's .git: " + tree;
 }
 
 } // namespace nightshift
