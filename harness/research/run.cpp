@@ -684,7 +684,7 @@ RunSummary run_plan(const RunOptions& options) {
         record.clock_sm_mhz = device.sm_clock_mhz;
         record.clock_mem_mhz = device.memory_clock_mhz;
         record.copy_gb_per_s = device.copy_gb_per_s;
-        record.git_commit = git_commit(project_root());
+        record.git_commit = describe_code(build_commit(), git_commit(project_root()));
         record.plan_path = plan.path;
         record.plan_hash = plan.hash;
         record.command_line = fmt::format("run {} --loops {} --agent {}", plan.path, options.loops, plan.agent);
