@@ -28,7 +28,7 @@ struct EvaluateOptions {
     // The plan's baseline, timed interleaved with the candidate (A B A B) on
     // the same problem; null: the candidate is timed alone.
     const kernels::KernelFile* baseline = nullptr;
-    kernels::Symbols baseline_knobs;
+    kernels::Symbols baseline_knobs{};
     const cuda::CompileResult* baseline_compiled = nullptr;
 };
 
