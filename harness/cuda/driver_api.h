@@ -75,6 +75,12 @@ class DriverError : public Error {
 public:
     DriverError(CUresult code, const std::string& message) : Error(message), m_code(code) {}
     CUresult code() const { return m_code; }
+    // The driver refused a launch's configuration (an invalid value, or more
+    // resources than a block may have): nothing ran and the context is fine,
+    // so it is the kernel's fault, not the GPU's.
+    bool launch_refused() const {
+        return m_code == CUDA_ERROR_INVALID_VALUE || m_code == CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
+    }
 
 private:
     CUresult m_code;

@@ -173,9 +173,7 @@ void Candidate::prepack(const verifier::Problem& problem) {
         try {
             cuda::launch(m_prepack_functions[i], l.grid, l.block, l.shared_bytes, stream.get(), arguments);
         } catch (const cuda::DriverError& e) {
-            // The codes evaluate() reads as a refused launch; anything else is
-            // the context's trouble and escapes.
-            if (e.code() != CUDA_ERROR_INVALID_VALUE && e.code() != CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) throw;
+            if (!e.launch_refused()) throw; // the context's trouble: escapes
             throw CandidateError(Status::launch_error, fmt::format("{}:{}: prepack '{}' was refused by the driver: {}",
                                                                    m_path, l.line, l.entry, e.what()));
         }

@@ -114,7 +114,7 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
         try {
             body();
         } catch (const cuda::DriverError& e) {
-            if (e.code() == CUDA_ERROR_INVALID_VALUE || e.code() == CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) {
+            if (e.launch_refused()) {
                 return fail(Status::launch_error, e.what());
             }
             throw;

@@ -39,6 +39,13 @@ double bf16_to_double(std::uint16_t bits) {
     return f;
 }
 
+// The params struct as the one kernel argument's bytes.
+std::vector<unsigned char> as_bytes(const MoeDecodeParams& p) {
+    std::vector<unsigned char> bytes(sizeof p);
+    std::memcpy(bytes.data(), &p, sizeof p);
+    return bytes;
+}
+
 } // namespace
 
 DeviceKernels::DeviceKernels(const cuda::Device& device, const cuda::Compiler& compiler) : m_device(device) {
@@ -214,10 +221,7 @@ MoeDecodeParams GpuProblem::make_params(bool model_weights, const std::vector<De
 }
 
 std::vector<unsigned char> GpuProblem::params(const std::vector<DevicePtr>& scratch) const {
-    MoeDecodeParams p = make_params(false, scratch);
-    std::vector<unsigned char> bytes(sizeof p);
-    std::memcpy(bytes.data(), &p, sizeof p);
-    return bytes;
+    return as_bytes(make_params(false, scratch));
 }
 
 std::vector<unsigned char> GpuProblem::weight_params(const std::vector<DevicePtr>& scratch) const {
@@ -226,9 +230,7 @@ std::vector<unsigned char> GpuProblem::weight_params(const std::vector<DevicePtr
     p.topk_ids = nullptr;
     p.topk_weights = nullptr;
     p.y = nullptr;
-    std::vector<unsigned char> bytes(sizeof p);
-    std::memcpy(bytes.data(), &p, sizeof p);
-    return bytes;
+    return as_bytes(p);
 }
 
 void GpuProblem::poison_output(const cuda::Stream& stream) {
