@@ -40,7 +40,7 @@ const char* k_rules = R"(Rules for a kernel file (the harness rejects a file tha
     // @op NAME                       the op (exactly once)
     // @formats F ...                  weight formats the file implements (bf16 int8_row int4_g128 fp8_e4m3)
     // @tune NAME V1 V2 ...            a knob and its integer values; the first is the default. The tuner sweeps them.
-    // @constrain EXPR                 a condition every configuration must meet (knobs and T H I E K)
+    // @constrain EXPR                 a condition every configuration must meet (knobs and T H I E K BITS)
     // @scratch NAME TYPE COUNT        a device buffer the harness allocates (f32 f64 bf16 i32 u32 u8), params.scratch[i] in order
     // @packed NAME TYPE COUNT         weights in the file's own layout: a buffer like @scratch (shares params.scratch[]
                                      in declaration order), written by the @prepack launches, poisoned (0xFF) before them
@@ -50,7 +50,7 @@ const char* k_rules = R"(Rules for a kernel file (the harness rejects a file tha
     // @prepack ENTRY grid=(...) block=(...) [smem=...]   fills the @packed buffers, once per set of weights, untimed;
                                      its params hold only shapes, format, weights, scales and packed buffers (the rest null)
     // @parent FILE                    the file this one was derived from
-  Expressions are integer arithmetic over T H I E K and the knobs: + - * / % ( ) cdiv(a,b) min(a,b) max(a,b) comparisons && || !.
+  Expressions are integer arithmetic over T H I E K, BITS (bits per stored weight: 16, 8, 4) and the knobs: + - * / % ( ) cdiv(a,b) min(a,b) max(a,b) comparisons && || !.
 - Every output element must be written by every call; results must be bitwise reproducible run to run unless the file
   declares @nondeterministic; module-scope __device__ variables are rejected (no state between calls).
 - Open the file with a comment that teaches: what it computes, the parallel strategy, the launch rule, and how it

@@ -145,7 +145,7 @@ int compile(const CompileOptions& options) {
     }
     namespace md = verifier::moe_decode;
     md::Shape shape = md::make_shape(md::find_preset(options.model), options.batch, options.format);
-    file.check_symbols({"T", "H", "I", "E", "K"});
+    file.check_symbols(md::shape_symbol_names());
     if (!file.supports_format(options.format)) {
         throw InputError(fmt::format("{}: @formats {} does not include {}", file.path, fmt::join(file.formats, " "),
                                      options.format));

@@ -592,7 +592,7 @@ LoadedKernel load_kernel(store::Store& db, const Plan& plan, const std::string& 
     auto root = project_root();
     std::filesystem::path path = resolve_kernel(plan, reference, root, line);
     LoadedKernel k{kernels::load_kernel_file(path), reference, origin, 0, ""};
-    k.file.check_symbols({"T", "H", "I", "E", "K"});
+    k.file.check_symbols(md::shape_symbol_names());
     k.source_hash = sha256_hex(k.file.source);
     k.id = db.kernel_id({.id = 0, .source_hash = k.source_hash, .source = k.file.source, .path = reference,
                          .origin = origin, .op = k.file.op, .parent_id = std::nullopt});
@@ -631,7 +631,7 @@ RunSummary run_plan(const RunOptions& options) {
     agents::AgentConfig agent_config;
     if (plan.agent != "tuner") {
         agent_config = agents::make_agent_config(plan.agent, agent_options);
-        agent = agents::make_agent(agent_config, plan.op, {"T", "H", "I", "E", "K"}, [] { return g_stop.load(); });
+        agent = agents::make_agent(agent_config, plan.op, md::shape_symbol_names(), [] { return g_stop.load(); });
     } else if (!options.agent_options.empty()) {
         throw InputError("--agent-option, --agent-base-url, --agent-model: the agent is 'tuner', which takes none "
                          "(choose one with --agent)");

@@ -31,6 +31,16 @@ std::string weight_format_name(int format) {
     return names[static_cast<std::size_t>(format)];
 }
 
+int weight_bits(int format) {
+    switch (format) {
+    case NS_FMT_BF16: return 16;
+    case NS_FMT_INT8_ROW:
+    case NS_FMT_FP8_E4M3: return 8;
+    case NS_FMT_INT4_G128: return 4;
+    }
+    throw InputError(fmt::format("unknown weight format {}", format));
+}
+
 int scale_groups(int format, int cols) {
     return format == NS_FMT_INT4_G128 ? (cols + NS_INT4_GROUP - 1) / NS_INT4_GROUP : 1;
 }

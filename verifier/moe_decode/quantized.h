@@ -25,6 +25,8 @@ struct QuantizedMatrix {
     std::vector<float> scales;       // rows (int4: rows*groups)
 };
 
+// Bits per stored weight, scales not counted: 16, 8 or 4.
+int weight_bits(int format);
 // Scales per row of a matrix with `cols` columns: 1, or ceil(cols/128) for int4.
 int scale_groups(int format, int cols);
 // Bytes of codes plus scales of one [rows, cols] matrix.

@@ -170,8 +170,13 @@ std::string GpuProblem::label() const {
     return fmt::format("{} T={} {}", m_preset.name, m_shape.T, weight_format_name(m_shape.format));
 }
 
+const std::vector<std::string>& shape_symbol_names() {
+    static const std::vector<std::string> names = {"T", "H", "I", "E", "K", "BITS"};
+    return names;
+}
+
 kernels::Symbols shape_symbols(const Shape& s) {
-    return {{"T", s.T}, {"H", s.H}, {"I", s.I}, {"E", s.E}, {"K", s.K}};
+    return {{"T", s.T}, {"H", s.H}, {"I", s.I}, {"E", s.E}, {"K", s.K}, {"BITS", weight_bits(s.format)}};
 }
 
 std::vector<std::string> compile_defines(const Shape& s) {

@@ -15,7 +15,10 @@
 namespace nightshift::verifier::moe_decode {
 
 // The op's shape symbols and the compile-time defines a kernel receives for a
-// shape. Host-only: the compile command uses them without a GPU.
+// shape. Host-only: the compile command uses them without a GPU. The symbols
+// are T H I E K and BITS, the bits of one stored weight (16, 8 or 4), so a
+// launch can size shared memory for the format.
+const std::vector<std::string>& shape_symbol_names();
 kernels::Symbols shape_symbols(const Shape& shape);
 std::vector<std::string> compile_defines(const Shape& shape);
 
@@ -127,7 +130,7 @@ class Spec : public OpSpec {
 public:
     Spec(const cuda::Device& device, const cuda::Compiler& compiler);
     std::string name() const override { return "moe_decode"; }
-    std::vector<std::string> shape_symbols() const override { return {"T", "H", "I", "E", "K"}; }
+    std::vector<std::string> shape_symbols() const override { return shape_symbol_names(); }
     std::vector<std::string> formats() const override;
     std::vector<std::string> models() const override;
     std::string params_dir() const override;

@@ -32,7 +32,7 @@ kernels::KernelFile interleaved() {
 // expects them, and compiles at the shapes the evaluation uses.
 TEST(PrepackGpuFiles, TestKernelParsesAndCompiles) {
     const kernels::KernelFile file = interleaved();
-    file.check_symbols({"T", "H", "I", "E", "K"});
+    file.check_symbols(md::shape_symbol_names());
     ASSERT_EQ(file.scratch.size(), 3u);
     EXPECT_TRUE(file.scratch[0].packed);
     EXPECT_FALSE(file.scratch[1].packed);

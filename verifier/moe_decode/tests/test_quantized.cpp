@@ -3,6 +3,7 @@
 #include "harness/core/error.h"
 #include "kernels_seed/moe_decode/params.h"
 #include "verifier/moe_decode/presets.h"
+#include "verifier/moe_decode/spec.h"
 #include "verifier/quantize.h"
 
 #include <gtest/gtest.h>
@@ -95,6 +96,15 @@ TEST(QuantizeTest, FormatNamesAndBytes) {
     EXPECT_DOUBLE_EQ(expert_bytes(s), 3 * 704.0 * 2816 + 4.0 * (2 * 704 + 2816));
     s.format = NS_FMT_BF16;
     EXPECT_DOUBLE_EQ(expert_bytes(s), 3 * 704.0 * 2816 * 2);
+    EXPECT_EQ(weight_bits(NS_FMT_BF16), 16);
+    EXPECT_EQ(weight_bits(NS_FMT_INT8_ROW), 8);
+    EXPECT_EQ(weight_bits(NS_FMT_FP8_E4M3), 8);
+    EXPECT_EQ(weight_bits(NS_FMT_INT4_G128), 4);
+    EXPECT_THROW(weight_bits(7), InputError);
+    // Kernel files size shared memory with BITS, one of the op's shape symbols.
+    s.format = NS_FMT_INT4_G128;
+    EXPECT_EQ(shape_symbols(s).at("BITS"), 4);
+    EXPECT_EQ(shape_symbols(s).size(), shape_symbol_names().size());
     EXPECT_THROW(quantize_matrix(std::vector<std::uint16_t>(6), 2, 3, NS_FMT_INT4_G128), InputError); // odd columns
     EXPECT_THROW(quantize_matrix(std::vector<std::uint16_t>(6), 2, 3, NS_FMT_BF16), InputError);
 }
