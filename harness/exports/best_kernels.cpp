@@ -84,22 +84,19 @@ struct Built {
     md::Shape shape;
     kernels::Symbols symbols; // shape and knobs
     std::vector<std::pair<std::string, std::size_t>> scratch; // name, bytes
+    unsigned packed_mask = 0; // bit i: params.scratch[i] is a @packed buffer
     std::size_t workspace_bytes = 0;
 };
 
 Built build(const Variant& v, const std::string& model) {
-    Built b{kernels::parse_kernel_file(v.kernel_path, v.kernel_source), md::make_shape(md::find_preset(model), v.batch), {}, {}, 0};
-    // The export launches @launch entries on the caller's weights as they
-    // are; a kernel that needs its own weight layout would read garbage.
-    if (!b.file.prepacks.empty())
-        throw InputError(fmt::format("export --best: {} keeps its weights in @packed buffers, and an export does not "
-                                     "run @prepack launches",
-                                     v.kernel_path));
+    Built b{kernels::parse_kernel_file(v.kernel_path, v.kernel_source),
+            md::make_shape(md::find_preset(model), v.batch, v.format), {}, {}, 0, 0};
     b.symbols = md::shape_symbols(b.shape);
     kernels::Symbols knobs = b.file.resolve_knobs(v.knobs);
     b.symbols.insert(knobs.begin(), knobs.end());
     for (const auto& s : b.file.scratch) {
         std::size_t bytes = static_cast<std::size_t>(s.count.evaluate(b.symbols)) * kernels::scratch_type_bytes(s.type);
+        if (s.packed) b.packed_mask |= 1u << b.scratch.size();
         b.scratch.emplace_back(s.name, bytes);
         b.workspace_bytes += (bytes + k_workspace_alignment - 1) / k_workspace_alignment * k_workspace_alignment;
     }
@@ -144,10 +141,11 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
             cu += fmt::format("#define {} {}\n", name, value);
             defined.push_back(name);
         }
-        for (const auto& launch : b.file.launches) {
-            cu += fmt::format("#define {} {}_{}\n", launch.entry, ns, launch.entry);
-            defined.push_back(launch.entry);
-        }
+        for (const auto* list : {&b.file.launches, &b.file.prepacks})
+            for (const auto& launch : *list) {
+                cu += fmt::format("#define {} {}_{}\n", launch.entry, ns, launch.entry);
+                defined.push_back(launch.entry);
+            }
         cu += fmt::format("namespace {} {{\n", ns);
         std::string body = body_of(v);
         cu += body;
@@ -162,34 +160,40 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
     for (std::size_t i = 0; i < best.variants.size(); ++i) {
         const Built& b = built[i];
         std::string ns = fmt::format("{}_v{}", base, i);
-        cu += fmt::format("static cudaError_t {}_launch(const MoeDecodeParams& p, cudaStream_t stream) {{\n", ns);
-        for (const auto& launch : b.file.launches) {
-            auto dim = [&](const std::array<kernels::Expression, 3>& d) {
-                return fmt::format("dim3({}, {}, {})", d[0].evaluate(b.symbols), d[1].evaluate(b.symbols),
-                                   d[2].evaluate(b.symbols));
-            };
-            long long smem = launch.smem_bytes.evaluate(b.symbols);
-            std::string kernel = fmt::format("{0}::{0}_{1}", ns, launch.entry);
-            if (smem > 48 * 1024)
-                cu += fmt::format("    cudaFuncSetAttribute({}, cudaFuncAttributeMaxDynamicSharedMemorySize, {});\n",
-                                  kernel, smem);
-            if (launch.programmatic.evaluate(b.symbols) == 0) {
-                cu += fmt::format("    {}<<<{}, {}, {}, stream>>>(p);\n", kernel, dim(launch.grid), dim(launch.block),
-                                  smem);
-                continue;
+        auto dim = [&](const std::array<kernels::Expression, 3>& d) {
+            return fmt::format("dim3({}, {}, {})", d[0].evaluate(b.symbols), d[1].evaluate(b.symbols),
+                               d[2].evaluate(b.symbols));
+        };
+        // One launcher per list of launches, each launch checked.
+        auto launcher = [&](const std::string& name, const std::vector<kernels::Launch>& launches) {
+            cu += fmt::format("static cudaError_t {}(const MoeDecodeParams& p, cudaStream_t stream) {{\n", name);
+            cu += "    cudaError_t status = cudaSuccess;\n";
+            for (const auto& launch : launches) {
+                long long smem = launch.smem_bytes.evaluate(b.symbols);
+                std::string kernel = fmt::format("{0}::{0}_{1}", ns, launch.entry);
+                if (smem > 48 * 1024)
+                    cu += fmt::format("    cudaFuncSetAttribute({}, cudaFuncAttributeMaxDynamicSharedMemorySize, {});\n",
+                                      kernel, smem);
+                if (launch.programmatic.evaluate(b.symbols) == 0) {
+                    cu += fmt::format("    {}<<<{}, {}, {}, stream>>>(p);\n", kernel, dim(launch.grid),
+                                      dim(launch.block), smem);
+                    cu += "    if ((status = cudaGetLastError()) != cudaSuccess) return status;\n";
+                    continue;
+                }
+                // pdl=: a programmatic dependent launch, as the harness timed it.
+                cu += fmt::format("    {{\n"
+                                  "        cudaLaunchAttribute attribute{{}};\n"
+                                  "        attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;\n"
+                                  "        attribute.val.programmaticStreamSerializationAllowed = 1;\n"
+                                  "        cudaLaunchConfig_t config{{{}, {}, {}, stream, &attribute, 1}};\n"
+                                  "        if ((status = cudaLaunchKernelEx(&config, {}, p)) != cudaSuccess) return status;\n"
+                                  "    }}\n",
+                                  dim(launch.grid), dim(launch.block), smem, kernel);
             }
-            // pdl=: a programmatic dependent launch, as the harness timed it.
-            cu += fmt::format("    {{\n"
-                              "        cudaLaunchAttribute attribute{{}};\n"
-                              "        attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;\n"
-                              "        attribute.val.programmaticStreamSerializationAllowed = 1;\n"
-                              "        cudaLaunchConfig_t config{{{}, {}, {}, stream, &attribute, 1}};\n"
-                              "        cudaError_t status = cudaLaunchKernelEx(&config, {}, p);\n"
-                              "        if (status != cudaSuccess) return status;\n"
-                              "    }}\n",
-                              dim(launch.grid), dim(launch.block), smem, kernel);
-        }
-        cu += "    return cudaGetLastError();\n}\n\n";
+            cu += "    return status;\n}\n\n";
+        };
+        launcher(ns + "_launch", b.file.launches);
+        if (!b.file.prepacks.empty()) launcher(ns + "_prepack", b.file.prepacks);
     }
     cu += fmt::format("cudaError_t {0}_run(int variant, MoeDecodeParams p, void* workspace, cudaStream_t stream) {{\n"
                       "    if (variant < 0 || variant >= {0}_variant_count) return cudaErrorInvalidValue;\n"
@@ -206,7 +210,30 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
                       base, k_workspace_alignment);
     for (std::size_t i = 0; i < best.variants.size(); ++i)
         cu += fmt::format("    case {0}: return {1}_v{0}_launch(p, stream);\n", i, base);
-    cu += "    }\n    return cudaErrorInvalidValue;\n}\n#endif // __CUDACC_RTC__\n";
+    cu += "    }\n    return cudaErrorInvalidValue;\n}\n\n";
+    // Prepack: the packed slots of the workspace from the weights alone, as
+    // the harness runs it (inputs, output and plain scratch null).
+    cu += fmt::format("cudaError_t {0}_prepack(int variant, MoeDecodeParams p, void* workspace, cudaStream_t stream) {{\n"
+                      "    if (variant < 0 || variant >= {0}_variant_count) return cudaErrorInvalidValue;\n"
+                      "    const {0}_variant& v = {0}_variants[variant];\n"
+                      "    if (p.T != v.batch || p.H != {0}_H || p.I != {0}_I || p.E != {0}_E || p.K != {0}_K ||\n"
+                      "        p.format != v.format || p.activation != {0}_activation)\n"
+                      "        return cudaErrorInvalidValue;\n"
+                      "    p.x = nullptr;\n"
+                      "    p.topk_ids = nullptr;\n"
+                      "    p.topk_weights = nullptr;\n"
+                      "    p.y = nullptr;\n"
+                      "    char* next = static_cast<char*>(workspace);\n"
+                      "    for (int i = 0; i < v.scratch_count; ++i) {{\n"
+                      "        p.scratch[i] = (v.packed_mask >> i) & 1u ? next : nullptr;\n"
+                      "        next += (v.scratch_bytes[i] + {1} - 1) / {1} * {1};\n"
+                      "    }}\n"
+                      "    switch (variant) {{\n",
+                      base, k_workspace_alignment);
+    for (std::size_t i = 0; i < best.variants.size(); ++i)
+        if (!built[i].file.prepacks.empty())
+            cu += fmt::format("    case {0}: return {1}_v{0}_prepack(p, stream);\n", i, base);
+    cu += "    }\n    return cudaSuccess; // nothing packed\n}\n#endif // __CUDACC_RTC__\n";
     return cu;
 }
 
@@ -220,7 +247,10 @@ std::string generate_header(const BestExport& best, const std::vector<Built>& bu
         "// Use: v = {0}_select(format, tokens); pad the batch to {0}_variants[v].batch rows\n"
         "// (zero topk_weights, any valid expert ids: those of row 0 add no weight traffic);\n"
         "// allocate {0}_variants[v].workspace_bytes of device memory; fill MoeDecodeParams\n"
-        "// (T = the padded batch); {0}_run(v, params, workspace, stream).\n"
+        "// (T = the padded batch); where {0}_variants[v].packed_mask is not 0, the kernel keeps\n"
+        "// the weights in its own layout inside the workspace: {0}_prepack(v, params, workspace,\n"
+        "// stream) once per set of weights (one workspace per set); then, every call,\n"
+        "// {0}_run(v, params, workspace, stream).\n"
         "#pragma once\n\n#include <cuda_runtime.h>\n#include <stddef.h>\n\n",
         base, model);
     h += params_header() + "\n";
@@ -239,6 +269,7 @@ std::string generate_header(const BestExport& best, const std::vector<Built>& bu
                      "    size_t workspace_bytes;  // scratch, {1}-byte aligned pieces\n"
                      "    int scratch_count;\n"
                      "    size_t scratch_bytes[{2}];\n"
+                     "    unsigned packed_mask;    // bit i: scratch slot i holds packed weights (see _prepack)\n"
                      "}};\n\n",
                      base, k_workspace_alignment, max_scratch);
     h += fmt::format("// By format, then batch ascending.\nstatic const {0}_variant {0}_variants[] = {{\n", base);
@@ -248,9 +279,10 @@ std::string generate_header(const BestExport& best, const std::vector<Built>& bu
         std::string sizes;
         for (const auto& [name, bytes] : b.scratch) sizes += fmt::format("{}{}u", sizes.empty() ? "" : ", ", bytes);
         if (sizes.empty()) sizes = "0u";
-        h += fmt::format("    {{{}, {}, \"{} [{}]\", {:.3f}, {}, {}u, {}, {{{}}}}}, // v{} {}\n", format_number(v.format),
-                         v.batch, std::filesystem::path(v.kernel_path).filename().string(), knobs_text(v.knobs),
-                         v.median_us, v.experiment_id, b.workspace_bytes, b.scratch.size(), sizes, i, v.format);
+        h += fmt::format("    {{{}, {}, \"{} [{}]\", {:.3f}, {}, {}u, {}, {{{}}}, {}u}}, // v{} {}\n",
+                         format_number(v.format), v.batch, std::filesystem::path(v.kernel_path).filename().string(),
+                         knobs_text(v.knobs), v.median_us, v.experiment_id, b.workspace_bytes, b.scratch.size(), sizes,
+                         b.packed_mask, i, v.format);
     }
     h += "};\n";
     h += fmt::format("static const int {0}_variant_count = {1};\n\n", base, best.variants.size());
@@ -264,7 +296,11 @@ std::string generate_header(const BestExport& best, const std::vector<Built>& bu
                      "// Runs variant `variant` on `params` (T must equal its batch; the shape and format must\n"
                      "// match) with `workspace` of its workspace_bytes; params.scratch is filled from it.\n"
                      "// cudaErrorInvalidValue for a mismatch, else the launches' error.\n"
-                     "cudaError_t {0}_run(int variant, MoeDecodeParams params, void* workspace, cudaStream_t stream);\n",
+                     "cudaError_t {0}_run(int variant, MoeDecodeParams params, void* workspace, cudaStream_t stream);\n\n"
+                     "// Fills the packed slots of `workspace` from params' weights (x, routing and y are not\n"
+                     "// read); needed once per set of weights where the variant's packed_mask is not 0, a\n"
+                     "// no-op otherwise. Same checks and errors as _run.\n"
+                     "cudaError_t {0}_prepack(int variant, MoeDecodeParams params, void* workspace, cudaStream_t stream);\n",
                      base);
     return h;
 }
@@ -323,7 +359,14 @@ torch::Tensor moe_decode(torch::Tensor x, torch::Tensor topk_ids, torch::Tensor 
     p.w_up = w_up.data_ptr();
     p.w_down = w_down.data_ptr();
     p.y = reinterpret_cast<ns_bf16*>(y.data_ptr());
-    cudaError_t error = {0}_run(variant, p, workspace.data_ptr(), at::cuda::getCurrentCUDAStream());
+    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    // A kernel with its own weight layout packs it into the workspace first. Here that happens on
+    // every call for simplicity; a server would prepack once per set of weights and keep the workspace.
+    if ({0}_variants[variant].packed_mask != 0) {{
+        cudaError_t packed = {0}_prepack(variant, p, workspace.data_ptr(), stream);
+        TORCH_CHECK(packed == cudaSuccess, "{0}_prepack: ", cudaGetErrorString(packed));
+    }}
+    cudaError_t error = {0}_run(variant, p, workspace.data_ptr(), stream);
     TORCH_CHECK(error == cudaSuccess, "{0}_run: ", cudaGetErrorString(error));
     return y.narrow(0, 0, tokens);
 }}

@@ -88,6 +88,74 @@ TEST_F(BestKernels, HostPartCompilesWithNvccWhereItExists) {
     EXPECT_EQ(std::system(command.c_str()), 0) << read_text_file(dir / "nvcc.log");
 }
 
+// A night whose bf16 winner keeps its weights in its own layout (@packed,
+// @prepack: the harness's test kernel) and whose int4 winner is a seed.
+class BestKernelsPackedAndQuantized : public store::TempDatabase {
+protected:
+    void SetUp() override {
+        store::TempDatabase::SetUp();
+        store::Store db = store::Store::open(file());
+        query::SampleIds ids;
+        ids.run = db.begin_run({});
+        ids.loop0 = db.add_loop(ids.run, 0, "tuner", "exhaustive", "");
+        auto kernel = [&](const std::string& path) {
+            store::KernelRecord k;
+            k.path = path;
+            k.source = read_text_file(project_root() / k.path);
+            k.origin = "seed";
+            return db.kernel_id(k);
+        };
+        auto problem = [&](int batch, const std::string& format) {
+            return db.problem_id({"moe_decode", "gemma4-26b-a4b", batch, format, "uniform"});
+        };
+        db.add_experiment(query::sample_row(ids, ids.loop0, problem(3, "bf16"),
+                                            kernel("harness/evaluate/tests/data/prepack_interleaved.cu"), "{}", 400));
+        db.add_experiment(query::sample_row(ids, ids.loop0, problem(1, "int4_g128"),
+                                            kernel("kernels_seed/moe_decode/warp_decode_tc_v1.cu"),
+                                            R"({"INFLIGHT":16,"INTER_SPLIT":0,"PDL":2,"TILE":8,"WARPS":4})", 18.8));
+    }
+};
+
+TEST_F(BestKernelsPackedAndQuantized, PackedWeightsGetAPrepackEntryAndQuantizedVariantsTheirFormat) {
+    store::Store db = query::open_results(file());
+    BestExport best = export_best(db, {.op = "moe_decode", .model = "gemma4-26b-a4b", .run_id = std::nullopt});
+    ASSERT_EQ(best.variants.size(), 2u);
+    EXPECT_EQ(best.variants[0].format, "bf16");
+    EXPECT_EQ(best.variants[1].format, "int4_g128");
+    // Slots 0 (wgu) and 2 (wdt) are packed, slot 1 (inter) is plain: mask 0b101.
+    EXPECT_NE(best.header.find("5u}, // v0 bf16"), std::string::npos) << best.header;
+    EXPECT_NE(best.header.find("0u}, // v1 int4_g128"), std::string::npos) << best.header;
+    EXPECT_NE(best.header.find("cudaError_t moe_decode_gemma4_26b_a4b_prepack(int variant"), std::string::npos);
+    EXPECT_NE(best.cuda_source.find("case 0: return moe_decode_gemma4_26b_a4b_v0_prepack(p, stream);"),
+              std::string::npos);
+    EXPECT_EQ(best.cuda_source.find("moe_decode_gemma4_26b_a4b_v1_prepack"), std::string::npos);
+    EXPECT_NE(best.cuda_source.find("p.scratch[i] = (v.packed_mask >> i) & 1u ? next : nullptr;"), std::string::npos);
+    // The int4 variant is compiled for int4 (NS_FORMAT 2) and BITS sized its buffers.
+    std::size_t v1 = best.cuda_source.find("// ---- v1: int4_g128");
+    ASSERT_NE(v1, std::string::npos);
+    EXPECT_NE(best.cuda_source.find("#define NS_FORMAT 2", v1), std::string::npos);
+    EXPECT_NE(best.torch_example.find("_prepack(variant"), std::string::npos);
+
+    cuda::Compiler compiler;
+    cuda::CompileResult result = compiler.compile(
+        {.name = best.base_name + ".cu", .source = best.cuda_source, .arch = "sm_90", .options = {}, .include_dirs = {}});
+    ASSERT_TRUE(result.ok) << result.log;
+    std::vector<std::string> entries;
+    for (const auto& e : result.entries) entries.push_back(e.name);
+    for (std::string name : {"moe_decode_gemma4_26b_a4b_v0_pack_gate_up", "moe_decode_gemma4_26b_a4b_v0_pack_down",
+                             "moe_decode_gemma4_26b_a4b_v0_gate_up", "moe_decode_gemma4_26b_a4b_v1_down"}) {
+        EXPECT_NE(std::find(entries.begin(), entries.end(), name), entries.end()) << name << " in\n" << result.log;
+    }
+
+    const char* nvcc = "/usr/local/cuda/bin/nvcc";
+    if (!std::filesystem::exists(nvcc)) GTEST_SKIP() << "no nvcc at " << nvcc;
+    auto dir = file("out");
+    auto written = write_best(best, dir);
+    std::string command = fmt::format("{} -arch=sm_90 -std=c++17 -c {} -o {} > {} 2>&1", nvcc, written[0].string(),
+                                      (dir / "best.o").string(), (dir / "nvcc.log").string());
+    EXPECT_EQ(std::system(command.c_str()), 0) << read_text_file(dir / "nvcc.log");
+}
+
 TEST_F(BestKernels, UnknownModelOpOrNoResultsAreInputErrors) {
     store::Store db = query::open_results(file());
     EXPECT_THROW(export_best(db, {.op = "softmax", .model = "gemma4-26b-a4b", .run_id = std::nullopt}), InputError);
