@@ -4,7 +4,7 @@
 #include "harness/core/paths.h"
 #include "harness/cuda/compiler.h"
 #include "harness/query/results_db.h"
-#include "harness/query/tests/sample_results.h"
+#include "harness/exports/tests/export_night.h"
 
 #include <gtest/gtest.h>
 
@@ -15,31 +15,17 @@ namespace {
 
 // A night with the real seed kernels: warp decode wins B=1 and 8, the
 // expert-centric baseline B=32.
-class BestKernels : public store::TempDatabase {
+class BestKernels : public testing::ExportNight {
 protected:
     void SetUp() override {
-        store::TempDatabase::SetUp();
-        store::Store db = store::Store::open(file());
-        query::SampleIds ids;
-        ids.run = db.begin_run({});
-        ids.loop0 = db.add_loop(ids.run, 0, "tuner", "exhaustive", "");
-        auto seed = [&](const std::string& name) {
-            store::KernelRecord k;
-            k.path = "kernels_seed/moe_decode/" + name;
-            k.source = read_text_file(project_root() / k.path);
-            k.origin = "seed";
-            return db.kernel_id(k);
-        };
-        std::int64_t warp = seed("warp_decode_v1.cu"), expert = seed("expert_centric_v1.cu");
-        auto problem = [&](int batch) { return db.problem_id({"moe_decode", "gemma4-26b-a4b", batch, "bf16", "uniform"}); };
-        auto add = [&](std::int64_t problem_id, std::int64_t kernel, std::string knobs, double us) {
-            return db.add_experiment(query::sample_row(ids, ids.loop0, problem_id, kernel, std::move(knobs), us));
-        };
-        add(problem(1), warp, R"({"ROWS_PER_WARP":2,"WARPS":2})", 42);
-        add(problem(1), expert, R"({"STAGES":4,"TILE_K":64,"TILE_M":16,"TILE_N":32})", 95);
-        add(problem(8), warp, R"({"ROWS_PER_WARP":1,"WARPS":4})", 239);
-        add(problem(32), warp, R"({"ROWS_PER_WARP":1,"WARPS":4})", 560);
-        m_b32 = add(problem(32), expert, R"({"STAGES":4,"TILE_K":64,"TILE_M":16,"TILE_N":32})", 525);
+        ExportNight::SetUp();
+        const std::string warp = "kernels_seed/moe_decode/warp_decode_v1.cu";
+        const std::string expert = "kernels_seed/moe_decode/expert_centric_v1.cu";
+        add(1, "bf16", warp, R"({"ROWS_PER_WARP":2,"WARPS":2})", 42);
+        add(1, "bf16", expert, R"({"STAGES":4,"TILE_K":64,"TILE_M":16,"TILE_N":32})", 95);
+        add(8, "bf16", warp, R"({"ROWS_PER_WARP":1,"WARPS":4})", 239);
+        add(32, "bf16", warp, R"({"ROWS_PER_WARP":1,"WARPS":4})", 560);
+        m_b32 = add(32, "bf16", expert, R"({"STAGES":4,"TILE_K":64,"TILE_M":16,"TILE_N":32})", 525);
     }
     std::int64_t m_b32 = 0;
 };
@@ -90,29 +76,13 @@ TEST_F(BestKernels, HostPartCompilesWithNvccWhereItExists) {
 
 // A night whose bf16 winner keeps its weights in its own layout (@packed,
 // @prepack: the harness's test kernel) and whose int4 winner is a seed.
-class BestKernelsPackedAndQuantized : public store::TempDatabase {
+class BestKernelsPackedAndQuantized : public testing::ExportNight {
 protected:
     void SetUp() override {
-        store::TempDatabase::SetUp();
-        store::Store db = store::Store::open(file());
-        query::SampleIds ids;
-        ids.run = db.begin_run({});
-        ids.loop0 = db.add_loop(ids.run, 0, "tuner", "exhaustive", "");
-        auto kernel = [&](const std::string& path) {
-            store::KernelRecord k;
-            k.path = path;
-            k.source = read_text_file(project_root() / k.path);
-            k.origin = "seed";
-            return db.kernel_id(k);
-        };
-        auto problem = [&](int batch, const std::string& format) {
-            return db.problem_id({"moe_decode", "gemma4-26b-a4b", batch, format, "uniform"});
-        };
-        db.add_experiment(query::sample_row(ids, ids.loop0, problem(3, "bf16"),
-                                            kernel("harness/evaluate/tests/data/prepack_interleaved.cu"), "{}", 400));
-        db.add_experiment(query::sample_row(ids, ids.loop0, problem(1, "int4_g128"),
-                                            kernel("kernels_seed/moe_decode/warp_decode_tc_v1.cu"),
-                                            R"({"INFLIGHT":16,"INTER_SPLIT":0,"PDL":2,"TILE":8,"WARPS":4})", 18.8));
+        ExportNight::SetUp();
+        add(3, "bf16", "harness/evaluate/tests/data/prepack_interleaved.cu", "{}", 400);
+        add(1, "int4_g128", "kernels_seed/moe_decode/warp_decode_tc_v1.cu",
+            R"({"INFLIGHT":16,"INTER_SPLIT":0,"PDL":2,"TILE":8,"WARPS":4})", 18.8);
     }
 };
 

@@ -11,7 +11,7 @@
 #include "harness/cuda/buffer.h"
 #include "harness/evaluate/tests/gpu_harness.h"
 #include "harness/query/results_db.h"
-#include "harness/query/tests/sample_results.h"
+#include "harness/exports/tests/export_night.h"
 
 #include <dlfcn.h>
 #include <fmt/format.h>
@@ -26,31 +26,15 @@ namespace {
 // Three winners, one per path of the export: a kernel with packed weights
 // (bf16, the harness's prepack test kernel), a quantized seed with a PDL
 // launch (int4), and one with a zeroing launch and integer scratch (int8).
-class ExportedCode : public store::TempDatabase {
+class ExportedCode : public testing::ExportNight {
 protected:
     void SetUp() override {
-        store::TempDatabase::SetUp();
-        store::Store db = store::Store::open(file());
-        query::SampleIds ids;
-        ids.run = db.begin_run({});
-        ids.loop0 = db.add_loop(ids.run, 0, "tuner", "exhaustive", "");
-        auto kernel = [&](const std::string& path) {
-            store::KernelRecord k;
-            k.path = path;
-            k.source = read_text_file(project_root() / k.path);
-            k.origin = "seed";
-            return db.kernel_id(k);
-        };
-        auto add = [&](int batch, const std::string& format, const std::string& path, const std::string& knobs) {
-            auto problem = db.problem_id({"moe_decode", k_model, batch, format, "uniform"});
-            db.add_experiment(query::sample_row(ids, ids.loop0, problem, kernel(path), knobs, 10.0));
-        };
-        add(3, "bf16", "harness/evaluate/tests/data/prepack_interleaved.cu", "{}");
+        ExportNight::SetUp();
+        add(3, "bf16", "harness/evaluate/tests/data/prepack_interleaved.cu", "{}", 10);
         add(1, "int4_g128", "kernels_seed/moe_decode/warp_decode_tc_v1.cu",
-            R"({"INFLIGHT":16,"INTER_SPLIT":0,"PDL":2,"TILE":8,"WARPS":4})");
-        add(2, "int8_row", "kernels_seed/moe_decode/warp_decode_tc_onelaunch_v1.cu", R"({"TILE":8,"WARPS":4})");
+            R"({"INFLIGHT":16,"INTER_SPLIT":0,"PDL":2,"TILE":8,"WARPS":4})", 10);
+        add(2, "int8_row", "kernels_seed/moe_decode/warp_decode_tc_onelaunch_v1.cu", R"({"TILE":8,"WARPS":4})", 10);
     }
-    static constexpr const char* k_model = "gemma4-26b-a4b";
 };
 
 TEST_F(ExportedCode, EveryVariantRunsThroughItsEntryPointsAndMatchesTheReference) {
@@ -93,11 +77,11 @@ extern "C" int ns_call(int variant, const void* params, void* workspace) {{
     auto call = reinterpret_cast<int (*)(int, const void*, void*)>(dlsym(handle, "ns_call"));
     ASSERT_TRUE(workspace_bytes && call);
 
-    auto& harness = testing::gpu_harness();
+    auto& harness = nightshift::testing::gpu_harness();
     cuda::Stream stream;
     for (std::size_t v = 0; v < best.variants.size(); ++v) {
         const Variant& variant = best.variants[v];
-        const unsigned long long seed = testing::fresh_seed();
+        const unsigned long long seed = nightshift::testing::fresh_seed();
         auto problem = harness.spec.make_problem(
             {.model = k_model, .batch = variant.batch, .format = variant.format, .seed = seed});
         problem->poison_output(stream);
