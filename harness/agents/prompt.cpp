@@ -52,7 +52,8 @@ const char* k_rules = R"(Rules for a kernel file (the harness rejects a file tha
     // @parent FILE                    the file this one was derived from
   Expressions are integer arithmetic over T H I E K, BITS (bits per stored weight: 16, 8, 4) and the knobs: + - * / % ( ) cdiv(a,b) min(a,b) max(a,b) comparisons && || !.
 - Every output element must be written by every call; results must be bitwise reproducible run to run unless the file
-  declares @nondeterministic; module-scope __device__ variables are rejected (no state between calls).
+  declares @nondeterministic; module-scope __device__ variables are rejected (no state between calls), and NVRTC
+  makes a namespace-scope constexpr used in device code one: use #define for such constants.
 - Open the file with a comment that teaches: what it computes, the parallel strategy, the launch rule, and how it
   differs from its parent.)";
 
