@@ -88,11 +88,11 @@ TEST(SeedKernelsGpu, EverySeedVerifiesOnSkewedRoutingAndEveryKnobPoint) {
             for (const char* distribution : {"zipf", "identical"}) {
                 auto problem = harness().spec.make_problem(
                     {.model = model, .batch = 37, .seed = fresh_seed(), .distribution = distribution});
-                // Large knob spaces are sampled: 12 points at a fixed stride from
+                // Large knob spaces are sampled: 24 points at a fixed stride from
                 // an offset that changes from run to run, so that runs together
                 // cover the space; the whole space is the loops' job, not the suite's.
                 auto space = file.knob_space();
-                const std::size_t stride = space.size() > 12 ? (space.size() + 11) / 12 : 1;
+                const std::size_t stride = space.size() > 24 ? (space.size() + 23) / 24 : 1;
                 for (std::size_t i = fresh_seed() % stride; i < space.size(); i += stride) {
                     const auto& knobs = space[i];
                     Evaluation e = run(file, *problem, knobs);
