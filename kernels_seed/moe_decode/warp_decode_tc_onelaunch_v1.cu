@@ -19,17 +19,17 @@
 //   into shared memory at the start, and nothing waits at a kernel boundary.
 //
 // Measured (H100, Gemma 4, B = 1, against tc_v1's tuned winners in the same
-//   session): slower. int4 22.9 against 18.8 us, int8 31.8 against 23.3,
-//   fp8 29.4 against 21.8, bf16 54.6 against 36.0. A globaltimer probe per
-//   block (int4, TILE=8, WARPS=4): first ticket at 1.3 us; the two gate_up
-//   items per block done at 10.7 and 13.1 us (p50; DRAM at ~2 TB/s while the
-//   down copies and the first items share it); down's two rounds then take
-//   ~5 us, because all of down's decode and MMA work (a third of the
-//   weights) runs after the last item with 12 warps per SM, about 0.35
-//   instructions per cycle per scheduler. tc_v1 spreads that work over its
-//   own launch. Kept as the one-launch starting point (tickets, bulk copies,
-//   ordered acquire/release, deterministic sums) that the research loops can
-//   build on; experiments/README.md has the numbers.
+//   session): slower. int4 23.0 against 18.8 us, int8 32.2 against 23.5,
+//   fp8 29.5 against 21.7; bf16 55.1 against 36.0 (another session). A
+//   globaltimer probe per block (int4, TILE=8, WARPS=4): first ticket at
+//   1.3 us; the two gate_up items per block done at 10.7 and 13.1 us (p50;
+//   DRAM at ~2 TB/s while the down copies and the first items share it);
+//   down's two rounds then take ~5 us, because all of down's decode and MMA
+//   work (a third of the weights) runs after the last item with 12 warps per
+//   SM, about 0.35 instructions per cycle per scheduler. tc_v1 spreads that
+//   work over its own launch. Kept as the one-launch starting point
+//   (tickets, bulk copies, ordered acquire/release, deterministic sums) that
+//   the research loops can build on; experiments/README.md has the numbers.
 //
 // Parallel strategy: one block per down tile (token t, TILE rows of H).
 //   1. Thread 0 waits for zero_counters (griddepcontrol.wait) and takes the
