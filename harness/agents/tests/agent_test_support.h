@@ -3,6 +3,7 @@
 #pragma once
 
 #include "harness/core/paths.h"
+#include "verifier/moe_decode/spec.h"
 
 #include <filesystem>
 #include <string>
@@ -14,9 +15,7 @@ inline std::filesystem::path agent_kernel_path() {
     return project_root() / "harness" / "agents" / "tests" / "data" / "warp_decode_xs.cu";
 }
 inline std::string agent_kernel_source() { return read_text_file(agent_kernel_path()); }
-inline const std::vector<std::string>& moe_symbols() {
-    static const std::vector<std::string> symbols = {"T", "H", "I", "E", "K"};
-    return symbols;
-}
+// The op's shape symbols, as the run passes them to an agent.
+inline const std::vector<std::string>& moe_symbols() { return verifier::moe_decode::shape_symbol_names(); }
 
 } // namespace nightshift::agents::testing
