@@ -195,41 +195,41 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
         launcher(ns + "_launch", b.file.launches);
         if (!b.file.prepacks.empty()) launcher(ns + "_prepack", b.file.prepacks);
     }
-    cu += fmt::format("cudaError_t {0}_run(int variant, MoeDecodeParams p, void* workspace, cudaStream_t stream) {{\n"
-                      "    if (variant < 0 || variant >= {0}_variant_count) return cudaErrorInvalidValue;\n"
+    // _run and _prepack check the params and lay the scratch slots out in the
+    // workspace the same way; _prepack binds only the packed slots.
+    cu += fmt::format("// Checks `p` against variant `variant` and points its scratch slots into `workspace`\n"
+                      "// (with `packed_only`, the plain slots are null); false on a mismatch.\n"
+                      "static bool {0}_bind(int variant, MoeDecodeParams& p, void* workspace, bool packed_only) {{\n"
+                      "    if (variant < 0 || variant >= {0}_variant_count) return false;\n"
                       "    const {0}_variant& v = {0}_variants[variant];\n"
                       "    if (p.T != v.batch || p.H != {0}_H || p.I != {0}_I || p.E != {0}_E || p.K != {0}_K ||\n"
                       "        p.format != v.format || p.activation != {0}_activation)\n"
-                      "        return cudaErrorInvalidValue;\n"
+                      "        return false;\n"
                       "    char* next = static_cast<char*>(workspace);\n"
                       "    for (int i = 0; i < v.scratch_count; ++i) {{\n"
-                      "        p.scratch[i] = next;\n"
+                      "        p.scratch[i] = !packed_only || ((v.packed_mask >> i) & 1u) ? next : nullptr;\n"
                       "        next += (v.scratch_bytes[i] + {1} - 1) / {1} * {1};\n"
                       "    }}\n"
-                      "    switch (variant) {{\n",
+                      "    return true;\n"
+                      "}}\n\n",
                       base, k_workspace_alignment);
+    cu += fmt::format("cudaError_t {0}_run(int variant, MoeDecodeParams p, void* workspace, cudaStream_t stream) {{\n"
+                      "    if (!{0}_bind(variant, p, workspace, false)) return cudaErrorInvalidValue;\n"
+                      "    switch (variant) {{\n",
+                      base);
     for (std::size_t i = 0; i < best.variants.size(); ++i)
         cu += fmt::format("    case {0}: return {1}_v{0}_launch(p, stream);\n", i, base);
     cu += "    }\n    return cudaErrorInvalidValue;\n}\n\n";
     // Prepack: the packed slots of the workspace from the weights alone, as
     // the harness runs it (inputs, output and plain scratch null).
     cu += fmt::format("cudaError_t {0}_prepack(int variant, MoeDecodeParams p, void* workspace, cudaStream_t stream) {{\n"
-                      "    if (variant < 0 || variant >= {0}_variant_count) return cudaErrorInvalidValue;\n"
-                      "    const {0}_variant& v = {0}_variants[variant];\n"
-                      "    if (p.T != v.batch || p.H != {0}_H || p.I != {0}_I || p.E != {0}_E || p.K != {0}_K ||\n"
-                      "        p.format != v.format || p.activation != {0}_activation)\n"
-                      "        return cudaErrorInvalidValue;\n"
+                      "    if (!{0}_bind(variant, p, workspace, true)) return cudaErrorInvalidValue;\n"
                       "    p.x = nullptr;\n"
                       "    p.topk_ids = nullptr;\n"
                       "    p.topk_weights = nullptr;\n"
                       "    p.y = nullptr;\n"
-                      "    char* next = static_cast<char*>(workspace);\n"
-                      "    for (int i = 0; i < v.scratch_count; ++i) {{\n"
-                      "        p.scratch[i] = (v.packed_mask >> i) & 1u ? next : nullptr;\n"
-                      "        next += (v.scratch_bytes[i] + {1} - 1) / {1} * {1};\n"
-                      "    }}\n"
                       "    switch (variant) {{\n",
-                      base, k_workspace_alignment);
+                      base);
     for (std::size_t i = 0; i < best.variants.size(); ++i)
         if (!built[i].file.prepacks.empty())
             cu += fmt::format("    case {0}: return {1}_v{0}_prepack(p, stream);\n", i, base);

@@ -99,7 +99,10 @@ TEST_F(BestKernelsPackedAndQuantized, PackedWeightsGetAPrepackEntryAndQuantizedV
     EXPECT_NE(best.cuda_source.find("case 0: return moe_decode_gemma4_26b_a4b_v0_prepack(p, stream);"),
               std::string::npos);
     EXPECT_EQ(best.cuda_source.find("moe_decode_gemma4_26b_a4b_v1_prepack"), std::string::npos);
-    EXPECT_NE(best.cuda_source.find("p.scratch[i] = (v.packed_mask >> i) & 1u ? next : nullptr;"), std::string::npos);
+    EXPECT_NE(best.cuda_source.find("p.scratch[i] = !packed_only || ((v.packed_mask >> i) & 1u) ? next : nullptr;"),
+              std::string::npos);
+    EXPECT_NE(best.cuda_source.find("if (!moe_decode_gemma4_26b_a4b_bind(variant, p, workspace, true))"),
+              std::string::npos);
     // The int4 variant is compiled for int4 (NS_FORMAT 2) and BITS sized its buffers.
     std::size_t v1 = best.cuda_source.find("// ---- v1: int4_g128");
     ASSERT_NE(v1, std::string::npos);
