@@ -174,8 +174,6 @@ __device__ __forceinline__ ns_bf16 f32_to_bf16(float f)
     return (ns_bf16)(u >> 16);
 }
 
-__device__ __forceinline__ float bf16_to_f32(ns_bf16 b) { return __uint_as_float((unsigned)b << 16); }
-
 __device__ __forceinline__ uint4 ld_stream(const void* ptr)
 {
     uint4 v;
