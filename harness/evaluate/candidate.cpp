@@ -123,7 +123,8 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
             fail(fmt::format("needs {} bytes of shared memory; the device allows {} per block", total_shared,
                              info.max_shared_per_block_optin));
         }
-        if (resolved.shared_bytes > k_default_shared_limit) function->allow_dynamic_shared(static_cast<int>(smem));
+        // The opt-in covers static plus dynamic: 40 KB of each needs it too.
+        if (total_shared > k_default_shared_limit) function->allow_dynamic_shared(static_cast<int>(smem));
         functions.push_back(*function);
         resolved_launches.push_back(resolved);
     };

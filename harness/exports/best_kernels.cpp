@@ -171,7 +171,9 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
             for (const auto& launch : launches) {
                 long long smem = launch.smem_bytes.evaluate(b.symbols);
                 std::string kernel = fmt::format("{0}::{0}_{1}", ns, launch.entry);
-                if (smem > 48 * 1024)
+                // Any dynamic size opts in: past 48 KB of static plus dynamic a
+                // launch needs it, and the static size is only known to nvcc.
+                if (smem > 0)
                     cu += fmt::format("    cudaFuncSetAttribute({}, cudaFuncAttributeMaxDynamicSharedMemorySize, {});\n",
                                       kernel, smem);
                 if (launch.programmatic.evaluate(b.symbols) == 0) {
