@@ -96,7 +96,10 @@ Built build(const Variant& v, const std::string& model) {
     b.symbols.insert(knobs.begin(), knobs.end());
     for (const auto& s : b.file.scratch) {
         std::size_t bytes = static_cast<std::size_t>(s.count.evaluate(b.symbols)) * kernels::scratch_type_bytes(s.type);
-        if (s.packed) b.packed_mask |= 1u << b.scratch.size();
+        // A @packed buffer that is empty at these knobs (INTERLEAVE=0, say)
+        // holds nothing: the slot is plain, and where no slot is packed the
+        // variant needs no prepack (a prepack writes only @packed buffers).
+        if (s.packed && bytes > 0) b.packed_mask |= 1u << b.scratch.size();
         b.scratch.emplace_back(s.name, bytes);
         b.workspace_bytes += (bytes + k_workspace_alignment - 1) / k_workspace_alignment * k_workspace_alignment;
     }
@@ -195,7 +198,7 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
             cu += "    return status;\n}\n\n";
         };
         launcher(ns + "_launch", b.file.launches);
-        if (!b.file.prepacks.empty()) launcher(ns + "_prepack", b.file.prepacks);
+        if (!b.file.prepacks.empty() && b.packed_mask != 0) launcher(ns + "_prepack", b.file.prepacks);
     }
     // _run and _prepack check the params and lay the scratch slots out in the
     // workspace the same way; _prepack binds only the packed slots.
@@ -233,7 +236,7 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
                       "    switch (variant) {{\n",
                       base);
     for (std::size_t i = 0; i < best.variants.size(); ++i)
-        if (!built[i].file.prepacks.empty())
+        if (!built[i].file.prepacks.empty() && built[i].packed_mask != 0)
             cu += fmt::format("    case {0}: return {1}_v{0}_prepack(p, stream);\n", i, base);
     cu += "    }\n    return cudaSuccess; // nothing packed\n}\n#endif // __CUDACC_RTC__\n";
     return cu;

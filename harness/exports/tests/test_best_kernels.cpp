@@ -136,5 +136,33 @@ TEST_F(BestKernels, UnknownModelOpOrNoResultsAreInputErrors) {
     EXPECT_THROW(export_best(db, {.op = "moe_decode", .model = "qwen3-30b-a3b", .run_id = std::nullopt}), InputError);
 }
 
+// tc_v1 declares a @packed buffer whose size is INTERLEAVE*...: at INTERLEAVE=1
+// its slot is packed and the variant has a prepack; at 0 the slot is empty,
+// so it is plain and the variant has none.
+class BestKernelsEmptyPackedSlot : public testing::ExportNight {
+protected:
+    void SetUp() override {
+        ExportNight::SetUp();
+        add(1, "int8_row", "kernels_seed/moe_decode/warp_decode_tc_v1.cu",
+            R"({"INFLIGHT":8,"INTERLEAVE":1,"INTER_SPLIT":0,"OCCUPANCY":32,"PDL":2,"TILE":4,"WARPS":8})", 23.0);
+        add(1, "int4_g128", "kernels_seed/moe_decode/warp_decode_tc_v1.cu",
+            R"({"INFLIGHT":16,"INTERLEAVE":0,"INTER_SPLIT":0,"PDL":2,"TILE":8,"WARPS":4})", 18.8);
+    }
+};
+
+TEST_F(BestKernelsEmptyPackedSlot, OnlyAVariantWithPackedBytesIsPackedAndPrepacks) {
+    store::Store db = query::open_results(file());
+    BestExport best = export_best(db, {.op = "moe_decode", .model = "gemma4-26b-a4b", .run_id = std::nullopt});
+    ASSERT_EQ(best.variants.size(), 2u);
+    EXPECT_EQ(best.variants[0].format, "int8_row");
+    EXPECT_EQ(best.variants[1].format, "int4_g128");
+    // Slot 2 (wgu) is packed at INTERLEAVE=1 (mask 0b100) and empty at 0.
+    EXPECT_NE(best.header.find("4u}, // v0 int8_row"), std::string::npos) << best.header;
+    EXPECT_NE(best.header.find("0u}, // v1 int4_g128"), std::string::npos) << best.header;
+    EXPECT_NE(best.cuda_source.find("case 0: return moe_decode_gemma4_26b_a4b_v0_prepack(p, stream);"),
+              std::string::npos);
+    EXPECT_EQ(best.cuda_source.find("moe_decode_gemma4_26b_a4b_v1_prepack"), std::string::npos);
+}
+
 } // namespace
 } // namespace nightshift::exports
