@@ -86,6 +86,9 @@ struct Built {
     std::vector<std::pair<std::string, std::size_t>> scratch; // name, bytes
     unsigned packed_mask = 0; // bit i: params.scratch[i] is a @packed buffer
     std::size_t workspace_bytes = 0;
+    // A packed slot implies prepacks (the parser requires @prepack beside
+    // @packed); with every packed buffer empty there is nothing to prepack.
+    bool needs_prepack() const { return packed_mask != 0; }
 };
 
 Built build(const Variant& v, const std::string& model) {
@@ -198,7 +201,7 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
             cu += "    return status;\n}\n\n";
         };
         launcher(ns + "_launch", b.file.launches);
-        if (!b.file.prepacks.empty() && b.packed_mask != 0) launcher(ns + "_prepack", b.file.prepacks);
+        if (b.needs_prepack()) launcher(ns + "_prepack", b.file.prepacks);
     }
     // _run and _prepack check the params and lay the scratch slots out in the
     // workspace the same way; _prepack binds only the packed slots.
@@ -236,7 +239,7 @@ std::string generate_cuda(const BestExport& best, const std::vector<Built>& buil
                       "    switch (variant) {{\n",
                       base);
     for (std::size_t i = 0; i < best.variants.size(); ++i)
-        if (!built[i].file.prepacks.empty() && built[i].packed_mask != 0)
+        if (built[i].needs_prepack())
             cu += fmt::format("    case {0}: return {1}_v{0}_prepack(p, stream);\n", i, base);
     cu += "    }\n    return cudaSuccess; // nothing packed\n}\n#endif // __CUDACC_RTC__\n";
     return cu;
