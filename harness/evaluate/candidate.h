@@ -7,7 +7,9 @@
 // the candidate is bound to weights (construction, rebind, prepare_input_sets)
 // it poisons every packed buffer (0xFF bytes: NaN in bf16 and f32), runs the
 // @prepack launches on Problem::weight_params (no inputs, no output) and waits
-// for them: never inside a timed call.
+// for them: never inside a timed call. A @packed buffer that is empty at the
+// candidate's knobs counts as plain scratch, and where every one is empty the
+// prepacks are not run.
 #pragma once
 
 #include "harness/cuda/buffer.h"

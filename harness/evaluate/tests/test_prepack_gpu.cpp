@@ -85,5 +85,28 @@ TEST(PrepackGpu, RebindPacksTheNewWeights) {
     EXPECT_TRUE(c.passed) << c.reason;
 }
 
+// tc_v1's @packed wgu is empty at INTERLEAVE=0: the slot is plain and its
+// no-op prepack is not run; at INTERLEAVE=1 it is packed and prepacked. Both
+// compute the layer.
+TEST(PrepackGpu, EmptyPackedBufferMeansNoPrepack) {
+    NS_REQUIRE_GPU();
+    const kernels::KernelFile file =
+        kernels::load_kernel_file(project_root() / "kernels_seed" / "moe_decode" / "warp_decode_tc_v1.cu");
+    auto& harness = testing::gpu_harness();
+    for (auto [interleave, prepacks] : {std::pair{0, 0u}, std::pair{1, 1u}}) {
+        auto problem = harness.spec.make_problem(
+            {.model = "tiny", .batch = 2, .format = "int8_row", .seed = fresh_seed()});
+        Candidate candidate(file, {{"INTERLEAVE", interleave}}, *problem, harness.spec, *testing::gpu_device(),
+                            test_compiler());
+        EXPECT_EQ(candidate.prepacks().size(), prepacks) << "INTERLEAVE=" << interleave;
+        cuda::Stream stream;
+        problem->poison_output(stream);
+        candidate.enqueue(stream.get());
+        stream.synchronize();
+        auto c = verifier::compare(problem->read_output(), problem->reference(), problem->tolerance());
+        EXPECT_TRUE(c.passed) << "INTERLEAVE=" << interleave << ": " << c.reason;
+    }
+}
+
 } // namespace
 } // namespace nightshift::evaluate
