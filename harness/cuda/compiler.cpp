@@ -12,6 +12,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 #include <cstdlib>
 #include <unistd.h>
 
@@ -44,8 +45,10 @@ std::vector<fs::path> headers_in(const std::vector<fs::path>& dirs) {
 }
 
 void write_file(const fs::path& path, const std::string& bytes) {
+    // Private to this process and thread: two threads may store the same key.
     fs::path tmp = path;
-    tmp += ".tmp" + std::to_string(::getpid());
+    tmp += ".tmp" + std::to_string(::getpid()) + "-" +
+           std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
     {
         std::ofstream out(tmp, std::ios::binary);
         if (!out) throw IoError("cannot write " + tmp.string());

@@ -2,6 +2,7 @@
 
 #include "harness/cuda/tests/gpu_test_support.h"
 #include "harness/evaluate/tests/gpu_harness.h"
+#include "harness/evaluate/tests/precompile.h"
 #include "harness/evaluate/tests/seed_files.h"
 #include "verifier/moe_decode/presets.h"
 #include "verifier/moe_decode/spec.h"
@@ -33,6 +34,13 @@ Evaluation run(const kernels::KernelFile& file, verifier::Problem& problem, cons
     return harness().evaluator.evaluate(file, knobs, problem, harness().spec, harness().quick);
 }
 
+// Adds what evaluating `file` at `knobs` on `request` compiles to `requests`.
+void add_compiles(std::vector<cuda::CompileRequest>& requests, const kernels::KernelFile& file,
+                  const kernels::Symbols& knobs, const verifier::ProblemRequest& request) {
+    auto more = testing::evaluation_compiles(file, knobs, request, harness().spec, gpu_device()->info().arch());
+    requests.insert(requests.end(), more.begin(), more.end());
+}
+
 // Every seed verifies at every preset's small shapes, on fresh inputs, with
 // odd batch sizes; its error is printed so a drift shows in the log.
 TEST(SeedKernelsGpu, EverySeedVerifiesAtEveryPreset) {
@@ -40,6 +48,11 @@ TEST(SeedKernelsGpu, EverySeedVerifiesAtEveryPreset) {
     auto files = testing::moe_decode_seed_files();
     std::vector<kernels::KernelFile> seeds;
     for (const auto& path : files) seeds.push_back(kernels::load_kernel_file(path));
+    std::vector<cuda::CompileRequest> compiles;
+    for (const auto& preset : md::presets())
+        for (int batch : {1, 3, 16})
+            for (const auto& file : seeds) add_compiles(compiles, file, {}, {.model = preset.name, .batch = batch});
+    testing::precompile(compiles);
     for (const auto& preset : md::presets()) {
         unsigned long long seed = fresh_seed();
         for (int batch : {1, 3, 16}) {
@@ -61,13 +74,22 @@ TEST(SeedKernelsGpu, EverySeedVerifiesAtEveryPreset) {
 TEST(SeedKernelsGpu, HonestSeedsPassAThousandVerificationRoundsOnFreshSeeds) {
     NS_REQUIRE_GPU();
     EvaluateOptions verify_only{.timing = {.warmup = 0, .repetitions = 1}, .time_speed_of_light = false};
+    const char* models[] = {"tiny", "tiny-gelu", "gemma4-26b-a4b", "olmoe-1b-7b"};
+    auto model_of = [&](int evaluation) { return models[evaluation % 4]; };
+    auto batch_of = [](int evaluation) { return 1 + (evaluation * 7) % 24; };
+    std::vector<cuda::CompileRequest> compiles;
+    for (const auto& path : testing::moe_decode_seed_files()) {
+        auto file = kernels::load_kernel_file(path);
+        for (int evaluation = 0; evaluation < 24; ++evaluation) // the (model, batch) cycle repeats every 24
+            add_compiles(compiles, file, {}, {.model = model_of(evaluation), .batch = batch_of(evaluation)});
+    }
+    testing::precompile(compiles);
     for (const auto& path : testing::moe_decode_seed_files()) {
         auto file = kernels::load_kernel_file(path);
         int rounds = 0, evaluations = 0;
-        const char* models[] = {"tiny", "tiny-gelu", "gemma4-26b-a4b", "olmoe-1b-7b"};
         while (rounds < 1000) {
-            const char* model = models[evaluations % 4];
-            int batch = 1 + (evaluations * 7) % 24;
+            const char* model = model_of(evaluations);
+            int batch = batch_of(evaluations);
             auto problem = harness().spec.make_problem({.model = model, .batch = batch, .seed = fresh_seed()});
             Evaluation e = harness().evaluator.evaluate(file, {}, *problem, harness().spec, verify_only);
             ASSERT_EQ(e.status, Status::ok) << path << " falsely rejected on " << problem->label() << " (verification seed "
@@ -82,27 +104,42 @@ TEST(SeedKernelsGpu, HonestSeedsPassAThousandVerificationRoundsOnFreshSeeds) {
 
 TEST(SeedKernelsGpu, EverySeedVerifiesOnSkewedRoutingAndEveryKnobPoint) {
     NS_REQUIRE_GPU();
+    // Large knob spaces are sampled: 12 points at a fixed stride from an
+    // offset that changes from run to run, so that runs together cover the
+    // space; the whole space is the loops' job, not the suite's (at 24 points
+    // and 8 seeds this test alone took 311 s).
+    struct Case {
+        kernels::KernelFile file;
+        const char* model;
+        const char* distribution;
+        std::vector<kernels::Symbols> points;
+    };
+    std::vector<Case> cases;
+    std::vector<cuda::CompileRequest> compiles;
     for (const auto& path : testing::moe_decode_seed_files()) {
         auto file = kernels::load_kernel_file(path);
+        auto space = file.knob_space();
+        const std::size_t stride = space.size() > 12 ? (space.size() + 11) / 12 : 1;
         for (const char* model : {"tiny-gelu", "gemma4-26b-a4b"}) {
             for (const char* distribution : {"zipf", "identical"}) {
-                auto problem = harness().spec.make_problem(
-                    {.model = model, .batch = 37, .seed = fresh_seed(), .distribution = distribution});
-                // Large knob spaces are sampled: 12 points at a fixed stride from
-                // an offset that changes from run to run, so that runs together
-                // cover the space; the whole space is the loops' job, not the
-                // suite's (at 24 points and 8 seeds this test alone took 311 s).
-                auto space = file.knob_space();
-                const std::size_t stride = space.size() > 12 ? (space.size() + 11) / 12 : 1;
+                Case c{file, model, distribution, {}};
                 for (std::size_t i = fresh_seed() % stride; i < space.size(); i += stride) {
-                    const auto& knobs = space[i];
-                    Evaluation e = run(file, *problem, knobs);
-                    if (e.status == Status::rejected) continue; // a @constrain excludes this point here
-                    EXPECT_EQ(e.status, Status::ok) << file.path << " " << problem->label() << " " << distribution
-                                                    << " knobs " << knobs_text(knobs) << ": "
-                                                    << e.message;
+                    c.points.push_back(space[i]);
+                    add_compiles(compiles, file, space[i], {.model = model, .batch = 37});
                 }
+                cases.push_back(std::move(c));
             }
+        }
+    }
+    testing::precompile(compiles);
+    for (const auto& c : cases) {
+        auto problem = harness().spec.make_problem(
+            {.model = c.model, .batch = 37, .seed = fresh_seed(), .distribution = c.distribution});
+        for (const auto& knobs : c.points) {
+            Evaluation e = run(c.file, *problem, knobs);
+            if (e.status == Status::rejected) continue; // a @constrain excludes this point here
+            EXPECT_EQ(e.status, Status::ok) << c.file.path << " " << problem->label() << " " << c.distribution
+                                            << " knobs " << knobs_text(knobs) << ": " << e.message;
         }
     }
 }
@@ -112,15 +149,25 @@ TEST(SeedKernelsGpu, EverySeedVerifiesOnSkewedRoutingAndEveryKnobPoint) {
 // error against the bf16 model is what the format costs, and fewer bits cost more.
 TEST(SeedKernelsGpu, EveryFormatSeedVerifiesInEveryFormat) {
     NS_REQUIRE_GPU();
+    const char* models[] = {"tiny", "tiny-gelu", "gemma4-26b-a4b"};
+    const char* formats[] = {"bf16", "int8_row", "fp8_e4m3", "int4_g128"};
+    std::vector<cuda::CompileRequest> compiles;
+    for (const auto& path : testing::moe_decode_seed_files()) {
+        auto file = kernels::load_kernel_file(path);
+        if (!file.supports_format("int4_g128")) continue;
+        for (const char* model : models)
+            for (const char* format : formats) add_compiles(compiles, file, {}, {.model = model, .batch = 4, .format = format});
+    }
+    testing::precompile(compiles);
     int files = 0;
     for (const auto& path : testing::moe_decode_seed_files()) {
         auto file = kernels::load_kernel_file(path);
         if (!file.supports_format("int4_g128")) continue;
         ++files;
-        for (const char* model : {"tiny", "tiny-gelu", "gemma4-26b-a4b"}) {
+        for (const char* model : models) {
             unsigned long long seed = fresh_seed();
             std::map<std::string, double> model_error;
-            for (const char* format : {"bf16", "int8_row", "fp8_e4m3", "int4_g128"}) {
+            for (const char* format : formats) {
                 auto problem =
                     harness().spec.make_problem({.model = model, .batch = 4, .format = format, .seed = seed});
                 Evaluation e = run(file, *problem);
@@ -136,6 +183,26 @@ TEST(SeedKernelsGpu, EveryFormatSeedVerifiesInEveryFormat) {
         }
     }
     EXPECT_GE(files, 2) << "warp_decode_v2 and warp_decode_tc_v1 read every format";
+}
+
+// precompile() compiles what an evaluation asks for, so the evaluation finds
+// its cubin in the cache; a knob point that is not precompiled does not.
+TEST(PrecompileGpu, AnEvaluationFindsWhatWasPrecompiled) {
+    NS_REQUIRE_GPU();
+    auto file = kernels::load_kernel_file(project_root() / "kernels_seed" / "moe_decode" / "warp_decode_tc_v1.cu");
+    const verifier::ProblemRequest request{.model = "tiny-gelu", .batch = 3, .format = "int8_row", .seed = fresh_seed()};
+    // A knob point no other test evaluates at this shape, so the cache is cold.
+    const kernels::Symbols knobs{{"TILE", 4}, {"WARPS", 16}, {"INFLIGHT", 4}, {"OCCUPANCY", 48}, {"INTERLEAVE", 1}};
+    const auto compiles = testing::evaluation_compiles(file, knobs, request, harness().spec, gpu_device()->info().arch());
+    EXPECT_EQ(compiles.size(), 4u); // the timed shape, two held-out shapes, the accuracy seed
+    auto problem = harness().spec.make_problem(request);
+    kernels::Symbols other = knobs;
+    other["INFLIGHT"] = 16;
+    EXPECT_FALSE(run(file, *problem, other).compile_cached);
+    testing::precompile(compiles);
+    Evaluation e = run(file, *problem, knobs);
+    EXPECT_EQ(e.status, Status::ok) << e.message;
+    EXPECT_TRUE(e.compile_cached);
 }
 
 // Small kernels that must fail, each for its own reason.
