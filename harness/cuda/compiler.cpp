@@ -29,7 +29,9 @@ namespace {
     } while (0)
 
 // Bump when the cache's file format or the options the compiler adds change.
-constexpr const char* k_cache_format = "nightshift-nvrtc-cache-v1";
+// v2: v1 entries may hold logs without ptxas's report (see load() in
+// driver_api.cpp), so they are never served again.
+constexpr const char* k_cache_format = "nightshift-nvrtc-cache-v2";
 
 std::vector<fs::path> headers_in(const std::vector<fs::path>& dirs) {
     std::vector<fs::path> headers;
@@ -111,6 +113,8 @@ Compiler::Compiler(fs::path cache_dir, fs::path dump_dir)
     // NVRTC keeps its own compute cache: when it serves a cubin, ptxas does
     // not run and its -v report (registers, spills) is missing from the log.
     // Ours replaces it, keyed on everything that matters, so switch it off.
+    // It holds only if set before the CUDA driver initializes, which the
+    // driver loader does as well; compile() checks that it held.
     ::setenv("CUDA_CACHE_DISABLE", "1", 1);
     for (const auto* dir : {&m_cache_dir, &m_dump_dir}) {
         if (dir->empty()) continue;
@@ -214,6 +218,15 @@ CompileResult Compiler::compile(const CompileRequest& request) const {
         NS_NVRTC_CHECK(nvrtcGetCUBIN(program.get(), result.cubin.data()));
         parse_ptxas_report(result.log, result.entries, result.global_bytes);
         result.ok = true;
+        // A cubin with kernels but no report for them came from a cache, not
+        // from ptxas: its resources, and the module-scope check, would read
+        // as nothing. Never hand that on (or store it) as a compile.
+        if (result.entries.empty() && request.source.find("__global__") != std::string::npos) {
+            throw NvrtcError(fmt::format("{}: NVRTC returned a cubin without ptxas's resource report, so a compute "
+                                         "cache served it; CUDA_CACHE_DISABLE=1 must be set before the CUDA driver "
+                                         "initializes",
+                                         request.name));
+        }
     } else if (compiled != NVRTC_ERROR_COMPILATION) {
         throw NvrtcError(fmt::format("nvrtcCompileProgram({}) failed with {}", request.name,
                                      nvrtcGetErrorString(compiled)));

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <mutex>
 
 namespace nightshift::cuda {
@@ -15,6 +16,13 @@ struct LoadedDriver {
 
 LoadedDriver load() {
     LoadedDriver loaded;
+    // The compute cache is switched off before the driver initializes: set
+    // later, it does not hold, and NVRTC then serves a cubin it has built
+    // before (the same PTX: most kernels do not use T) without running ptxas,
+    // so the log has no resource report and a kernel's registers, spills and
+    // module-scope variables read as none. The compiler sets it too, for
+    // processes that compile before they touch the driver or never do.
+    ::setenv("CUDA_CACHE_DISABLE", "1", 1);
     void* library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!library) {
         const char* why = dlerror();

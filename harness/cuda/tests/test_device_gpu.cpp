@@ -1,4 +1,5 @@
 #include "harness/cuda/buffer.h"
+#include "harness/cuda/compiler.h"
 #include "harness/cuda/module.h"
 #include "harness/cuda/stream.h"
 #include "harness/cuda/tests/gpu_test_support.h"
@@ -56,6 +57,30 @@ TEST(DeviceGpu, CompilesLoadsAndLaunchesThroughTheDriver) {
     stream.synchronize();
     auto result = out.download<float>();
     for (int i = 0; i < n; ++i) ASSERT_EQ(result[static_cast<std::size_t>(i)], host[static_cast<std::size_t>(i)] * factor) << i;
+}
+
+// With the driver up, NVRTC's compute cache would serve the second of two
+// programs with the same PTX (a define the code does not use) without
+// running ptxas: no registers, and module-scope variables unseen. Every
+// compile must still carry ptxas's report.
+TEST(DeviceGpu, CompilesAfterTheDriverInitializesStillReportResources) {
+    NS_REQUIRE_GPU();
+    const Compiler compiler; // no disk cache: NVRTC runs every time
+    const char* source = R"(
+__device__ int calls[4];
+extern "C" __global__ void count(int* out) { out[threadIdx.x] = atomicAdd(&calls[0], 1); }
+)";
+    for (int unused = 1; unused <= 3; ++unused) {
+        auto compiled = compiler.compile({.name = "count.cu",
+                                          .source = source,
+                                          .arch = gpu_device()->info().arch(),
+                                          .options = {"-DUNUSED=" + std::to_string(unused)},
+                                          .include_dirs = {}});
+        ASSERT_TRUE(compiled.ok) << compiled.log;
+        ASSERT_EQ(compiled.entries.size(), 1u) << "compile " << unused << ": no ptxas report\n" << compiled.log;
+        EXPECT_GT(compiled.entries[0].registers, 0) << "compile " << unused;
+        EXPECT_EQ(compiled.global_bytes, 16) << "compile " << unused;
+    }
 }
 
 TEST(DeviceGpu, ARefusedLaunchIsATypedErrorNamingTheCall) {
