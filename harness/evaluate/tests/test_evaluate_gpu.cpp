@@ -136,7 +136,13 @@ TEST(SeedKernelsGpu, EverySeedVerifiesOnSkewedRoutingAndEveryKnobPoint) {
         auto problem = harness().spec.make_problem(
             {.model = c.model, .batch = 37, .seed = fresh_seed(), .distribution = c.distribution});
         for (const auto& knobs : c.points) {
-            Evaluation e = run(c.file, *problem, knobs);
+            Evaluation e;
+            try {
+                e = run(c.file, *problem, knobs);
+            } catch (const std::exception& error) { // a fault: the context is lost, name the point
+                FAIL() << c.file.path << " " << problem->label() << " " << c.distribution << " knobs "
+                       << knobs_text(knobs) << ": " << error.what();
+            }
             if (e.status == Status::rejected) continue; // a @constrain excludes this point here
             EXPECT_EQ(e.status, Status::ok) << c.file.path << " " << problem->label() << " " << c.distribution
                                             << " knobs " << knobs_text(knobs) << ": " << e.message;
