@@ -311,12 +311,17 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
         }
     }
     // Faster than the bytes can move: something was not computed, or was
-    // computed in an earlier call.
-    if (result.copy_floor_us() > 0 && result.timing.median_us < result.copy_floor_us()) {
+    // computed in an earlier call. The copy rate (read plus write) is not a
+    // hard bound for a kernel that only reads: an honest seed streaming 2.1 GB
+    // (Mixtral, T=3) measured 1.7% under the copy-rate floor on an H100, so
+    // only more than 5% under it is suspicious.
+    constexpr double k_read_margin = 0.95;
+    if (result.copy_floor_us() > 0 && result.timing.median_us < k_read_margin * result.copy_floor_us()) {
         return fail(Status::rejected,
-                    fmt::format("{:.2f} us is faster than the copy-rate floor ({:.2f} us for {:.0f} bytes): "
-                                "suspicious, not recorded as a result",
-                                result.timing.median_us, result.copy_floor_us(), result.bytes));
+                    fmt::format("{:.2f} us is faster than the copy-rate floor ({:.2f} us for {:.0f} bytes) by more "
+                                "than {:.0f}%: suspicious, not recorded as a result",
+                                result.timing.median_us, result.copy_floor_us(), result.bytes,
+                                100 * (1 - k_read_margin)));
     }
     if (options.time_speed_of_light) {
         auto bytes = static_cast<std::size_t>(result.bytes);
