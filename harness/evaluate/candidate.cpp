@@ -139,12 +139,8 @@ Candidate::Candidate(const kernels::KernelFile& file, const kernels::Symbols& kn
                                                                scratch.name, count));
         }
         m_scratch.emplace_back(static_cast<std::size_t>(count) * kernels::scratch_type_bytes(scratch.type));
-        // A @packed buffer that is empty at these knobs (tc_v1 at INTERLEAVE=0)
-        // holds nothing: its slot is plain.
-        m_packed.push_back(scratch.packed && count > 0);
+        m_packed.push_back(scratch.packed_at(count));
     }
-    // A prepack writes only @packed buffers, so with every one of them empty
-    // there is nothing to run (export --best draws the same line).
     if (std::none_of(m_packed.begin(), m_packed.end(), [](bool packed) { return packed; })) {
         m_prepacks.clear();
         m_prepack_functions.clear();

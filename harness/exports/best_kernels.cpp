@@ -98,11 +98,9 @@ Built build(const Variant& v, const std::string& model) {
     kernels::Symbols knobs = b.file.resolve_knobs(v.knobs);
     b.symbols.insert(knobs.begin(), knobs.end());
     for (const auto& s : b.file.scratch) {
-        std::size_t bytes = static_cast<std::size_t>(s.count.evaluate(b.symbols)) * kernels::scratch_type_bytes(s.type);
-        // A @packed buffer that is empty at these knobs (INTERLEAVE=0, say)
-        // holds nothing: the slot is plain, and where no slot is packed the
-        // variant needs no prepack (a prepack writes only @packed buffers).
-        if (s.packed && bytes > 0) b.packed_mask |= 1u << b.scratch.size();
+        const long long elements = s.count.evaluate(b.symbols);
+        std::size_t bytes = static_cast<std::size_t>(elements) * kernels::scratch_type_bytes(s.type);
+        if (s.packed_at(elements)) b.packed_mask |= 1u << b.scratch.size();
         b.scratch.emplace_back(s.name, bytes);
         b.workspace_bytes += (bytes + k_workspace_alignment - 1) / k_workspace_alignment * k_workspace_alignment;
     }

@@ -47,6 +47,13 @@ struct Scratch {
     Expression count; // elements, not bytes
     int line = 0;
     bool packed = false; // declared with @packed
+
+    // Whether the slot holds packed weights at a given element count: a
+    // @packed buffer that is empty at the candidate's knobs (a knob that
+    // switches the layout off) is a plain slot, and a file whose packed
+    // buffers are all empty there needs no prepack (a prepack writes only
+    // packed buffers). The evaluator and export --best both decide by this.
+    bool packed_at(long long elements) const { return packed && elements > 0; }
 };
 
 struct Launch {
