@@ -178,12 +178,9 @@ int compile(const CompileOptions& options) {
             fmt::print("  {:<16} {:>3} registers, {:>5} B stack, {:>5} B spill stores, {:>5} B spill loads, {:>6} B smem\n",
                        e.name, e.registers, e.stack_bytes, e.spill_store_bytes, e.spill_load_bytes, e.shared_bytes);
         }
-        if (result.global_bytes > 0) {
-            // bench and run reject this before launching (evaluate.cpp); say so here, where no GPU is needed.
+        if (auto why = evaluate::module_scope_state(result); !why.empty()) {
             ++failures;
-            fmt::print("  rejected: {} bytes of module-scope __device__ variables (state that outlives a launch; "
-                       "a namespace-scope constexpr used in device code is one); use @scratch or a macro\n",
-                       result.global_bytes);
+            fmt::print("  rejected: {}\n", why);
         }
     }
     return failures == 0 ? 0 : 1;

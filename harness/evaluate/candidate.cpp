@@ -33,6 +33,13 @@ cuda::Dim3 resolve_dims(const std::array<kernels::Expression, 3>& dims, const ke
 
 } // namespace
 
+std::string module_scope_state(const cuda::CompileResult& compiled) {
+    if (compiled.global_bytes <= 0) return {};
+    return fmt::format("{} bytes of module-scope __device__ variables (state that outlives a launch; a "
+                       "namespace-scope constexpr used in device code is one); use @scratch or a macro",
+                       compiled.global_bytes);
+}
+
 cuda::CompileRequest compile_request(const kernels::KernelFile& file, const kernels::Symbols& knobs,
                                      const std::vector<std::string>& shape_defines, const std::string& arch,
                                      const std::string& params_dir) {

@@ -53,6 +53,12 @@ cuda::CompileRequest compile_request(const kernels::KernelFile& file, const kern
                                      const std::vector<std::string>& shape_defines, const std::string& arch,
                                      const std::string& params_dir);
 
+// Why a compile is rejected for module-scope __device__ variables (state that
+// outlives a launch, so a kernel could carry results from one call to the
+// next); empty when it has none. bench and run reject before launching; the
+// compile command says the same without a GPU.
+std::string module_scope_state(const cuda::CompileResult& compiled);
+
 class Candidate {
 public:
     // Throws CandidateError (compile_error, rejected, launch_error) or

@@ -99,11 +99,8 @@ Evaluation Evaluator::evaluate(const kernels::KernelFile& file, const kernels::S
 
     // Static check: module-scope variables outlive a launch, so a kernel
     // could carry results (or a pointer-keyed cache) from one call to the next.
-    if (candidate->compiled().global_bytes > 0) {
-        return fail(Status::rejected,
-                    fmt::format("{} has {} bytes of module-scope __device__ variables, which could carry state "
-                                "between launches; use @scratch",
-                                file.path, candidate->compiled().global_bytes));
+    if (auto why = module_scope_state(candidate->compiled()); !why.empty()) {
+        return fail(Status::rejected, fmt::format("{} has {}", file.path, why));
     }
 
     // A launch the driver refuses is the candidate's fault; a fault inside
